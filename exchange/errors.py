@@ -1,0 +1,132 @@
+"""The one error tree of exchange.
+
+    ExchangeError                      root; never BaseException, so cancellation passes
+    ├── IntegrityError                 the input is wrong; retrying it as it is never helps
+    │   ├── InvalidJSON                not I-JSON: duplicate member, lone surrogate, NaN, big int...
+    │   ├── SchemaError                fails its JSON Schema; carries pointer + message per issue
+    │   └── ProofError                 a Data Integrity proof does not verify
+    │       └── InvalidKey             a key is malformed, unknown or not valid at that time
+    ├── UsageError                     the caller asked for something impossible (bad file, option)
+    └── ResourceMissing                a shipped schema, context or vocabulary file is not found
+
+Each class carries its RFC 9457 problem type IRI, title and HTTP status, and the CLI exit
+code. The HTTP layer and the CLI map errors in one place each, reading these attributes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "PROBLEM_BASE",
+    "ExchangeError",
+    "IntegrityError",
+    "InvalidJSON",
+    "InvalidKey",
+    "Issue",
+    "ProofError",
+    "ResourceMissing",
+    "SchemaError",
+    "UsageError",
+]
+
+PROBLEM_BASE = "https://w3id.org/exchange/problems/"
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One finding inside a document: an RFC 6901 JSON Pointer and a plain message."""
+
+    pointer: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"pointer": self.pointer, "message": self.message}
+
+
+class ExchangeError(Exception):
+    """Root of every error exchange raises on purpose."""
+
+    problem: str = "error"
+    title: str = "Exchange error"
+    status: int = 500
+    exit_code: int = 2
+
+    def __init__(self, detail: str, *, issues: tuple[Issue, ...] = ()) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.issues = issues
+
+    @property
+    def type_iri(self) -> str:
+        return PROBLEM_BASE + self.problem
+
+    def to_problem(self) -> dict[str, object]:
+        """The RFC 9457 problem+json body for this error."""
+        body: dict[str, object] = {
+            "type": self.type_iri,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.issues:
+            body["errors"] = [issue.to_json() for issue in self.issues]
+        return body
+
+
+class IntegrityError(ExchangeError):
+    """The input itself is wrong: never retried as it is."""
+
+    problem = "integrity"
+    title = "Integrity check failed"
+    status = 422
+    exit_code = 1
+
+
+class InvalidJSON(IntegrityError):
+    """Not I-JSON (RFC 7493), or not within the protocol's number rules."""
+
+    problem = "invalid-json"
+    title = "Not valid I-JSON"
+    status = 400
+
+
+class SchemaError(IntegrityError):
+    """A document fails its JSON Schema; ``issues`` lists every failure with its pointer."""
+
+    problem = "schema"
+    title = "Document does not match its schema"
+    status = 422
+
+
+class ProofError(IntegrityError):
+    """A Data Integrity proof is missing, malformed or does not verify."""
+
+    problem = "proof"
+    title = "Proof does not verify"
+    status = 422
+
+
+class InvalidKey(ProofError):
+    """A key is malformed, of the wrong kind, or not valid at the time it signed."""
+
+    problem = "key"
+    title = "Key is not valid"
+
+
+class UsageError(ExchangeError):
+    """The caller asked for something that cannot be done (missing file, bad option)."""
+
+    problem = "usage"
+    title = "Bad request"
+    status = 400
+    exit_code = 2
+
+
+class ResourceMissing(ExchangeError):
+    """A schema, context or vocabulary file that ships with the package is missing."""
+
+    problem = "resource-missing"
+    title = "Shipped resource missing"
+    status = 500
+    exit_code = 2
