@@ -1,0 +1,170 @@
+"""I-JSON parsing (RFC 7493) and JSON canonicalization (RFC 8785 JCS).
+
+Untrusted bytes go through :func:`parse` before any signature work: it rejects a byte order
+mark, invalid UTF-8, duplicate member names, lone surrogates, non-finite numbers, integers
+beyond ±(2^53−1), trailing data and excessive nesting, each with a one-line reason.
+``integers_only=True`` adds the entry rule of protocol.md §3: every number is an integer
+written without fraction or exponent.
+
+:func:`canonicalize` produces the RFC 8785 bytes. Documents without floats whose member
+names all lie in the Basic Multilingual Plane take a fast path (orjson with sorted keys,
+which then equals JCS: UTF-16 and code-point order agree inside the BMP, and integers print
+the same); anything else goes to the full implementation of the ``rfc8785`` package. A
+differential property test holds the two together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+import rfc8785
+
+from exchange.errors import InvalidJSON
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_SAFE_INTEGER",
+    "canonicalize",
+    "check_ijson",
+    "parse",
+    "sha256",
+]
+
+MAX_SAFE_INTEGER = 2**53 - 1
+#: Deeper nesting than any exchange document needs; the parser refuses beyond it.
+MAX_DEPTH = 64
+_BOM = b"\xef\xbb\xbf"
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in result:
+            raise InvalidJSON(f"duplicate member name {name!r} (RFC 7493 §2.3)")
+        result[name] = value
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise InvalidJSON(f"{name} is not a JSON number (RFC 7493 §2.2)")
+
+
+def _int_in_range(literal: str) -> int:
+    value = int(literal)
+    if abs(value) > MAX_SAFE_INTEGER:
+        raise InvalidJSON(f"integer {literal} is beyond ±(2^53−1) (RFC 7493 §2.2)")
+    return value
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if value in (float("inf"), float("-inf")):
+        raise InvalidJSON(f"number {literal} overflows a double (RFC 7493 §2.2)")
+    return value
+
+
+def _integers_only(literal: str) -> float:
+    raise InvalidJSON(
+        f"number {literal} has a fraction or exponent; entries hold integers only (protocol.md §3)"
+    )
+
+
+def _check_string(text: str, where: str) -> None:
+    for char in text:
+        if "\ud800" <= char <= "\udfff":
+            raise InvalidJSON(f"lone surrogate U+{ord(char):04X} in {where} (RFC 7493 §2.1)")
+
+
+def check_ijson(value: object, *, integers_only: bool = False) -> None:
+    """Raise :class:`InvalidJSON` unless an already-parsed value is I-JSON.
+
+    For values built in code rather than parsed: string keys only, no lone surrogates,
+    finite floats (none at all with ``integers_only``), integers within ±(2^53−1),
+    nesting within :data:`MAX_DEPTH`.
+    """
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InvalidJSON(f"nested deeper than {MAX_DEPTH} levels")
+        if isinstance(item, str):
+            _check_string(item, "a string")
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int):
+            if abs(item) > MAX_SAFE_INTEGER:
+                raise InvalidJSON(f"integer {item} is beyond ±(2^53−1) (RFC 7493 §2.2)")
+        elif isinstance(item, float):
+            if integers_only:
+                raise InvalidJSON(f"number {item!r} is not an integer (protocol.md §3)")
+            if item != item or item in (float("inf"), float("-inf")):
+                raise InvalidJSON(f"{item!r} is not a JSON number (RFC 7493 §2.2)")
+        elif isinstance(item, Mapping):
+            for key, member in item.items():
+                if not isinstance(key, str):
+                    raise InvalidJSON(f"member name {key!r} is not a string")
+                _check_string(key, "a member name")
+                stack.append((member, depth + 1))
+        elif isinstance(item, list | tuple):
+            stack.extend((member, depth + 1) for member in item)
+        else:
+            raise InvalidJSON(f"{type(item).__name__} is not a JSON value")
+
+
+def parse(data: bytes, *, integers_only: bool = False) -> Any:
+    """Parse untrusted bytes as I-JSON, or raise :class:`InvalidJSON` saying why."""
+    if data.startswith(_BOM):
+        raise InvalidJSON("starts with a byte order mark (RFC 8259 §8.1)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidJSON(f"invalid UTF-8 at byte {error.start} (RFC 7493 §2.1)") from None
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=_reject_duplicates,
+            parse_constant=_reject_constant,
+            parse_int=_int_in_range,
+            parse_float=_integers_only if integers_only else _finite_float,
+        )
+    except json.JSONDecodeError as error:
+        raise InvalidJSON(
+            f"not JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
+    except RecursionError:
+        raise InvalidJSON(f"nested deeper than {MAX_DEPTH} levels") from None
+    check_ijson(value, integers_only=integers_only)
+    return value
+
+
+def _fast_path_applies(value: object) -> bool:
+    """True when sorted-key serialization equals RFC 8785: no floats, BMP-only member names."""
+    stack: list[object] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            return False
+        if isinstance(item, Mapping):
+            for key, member in item.items():
+                if not isinstance(key, str) or any(ord(c) > 0xFFFF for c in key):
+                    return False
+                stack.append(member)
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return True
+
+
+def canonicalize(value: object) -> bytes:
+    """RFC 8785 canonical UTF-8 bytes of an I-JSON value (checked first)."""
+    check_ijson(value)
+    if _fast_path_applies(value):
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    return bytes(rfc8785.dumps(value))

@@ -1,0 +1,169 @@
+"""Ed25519 keys as Multikey (``z6Mk...``) and ``did:key``, and key validity windows.
+
+Pure: bytes and frozen dataclasses in, bytes and frozen dataclasses out. Signing and
+verification use libsodium through PyNaCl (twice as fast as OpenSSL for verify here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import base58
+import nacl.exceptions
+import nacl.signing
+import nacl.utils
+
+from exchange.errors import InvalidKey
+
+__all__ = [
+    "ED25519_PRIV_PREFIX",
+    "ED25519_PUB_PREFIX",
+    "KeyPair",
+    "PublicKey",
+    "decode_multibase",
+    "did_key_verification_method",
+    "encode_multibase",
+    "generate",
+    "key_pair_from_multibase",
+    "public_key_from_did_key",
+    "public_key_from_multibase",
+]
+
+#: multicodec ed25519-pub (0xed) as an unsigned varint.
+ED25519_PUB_PREFIX = b"\xed\x01"
+#: multicodec ed25519-priv (0x1300) as an unsigned varint.
+ED25519_PRIV_PREFIX = b"\x80\x26"
+_DID_KEY = "did:key:"
+
+
+def encode_multibase(data: bytes) -> str:
+    """Multibase base58btc: ``z`` + base58 (Bitcoin alphabet)."""
+    return "z" + base58.b58encode(data).decode("ascii")
+
+
+def decode_multibase(text: str) -> bytes:
+    if not isinstance(text, str) or not text.startswith("z") or len(text) < 2:
+        raise InvalidKey("not a base58btc multibase value (must start with 'z')")
+    try:
+        return bytes(base58.b58decode(text[1:]))
+    except ValueError:
+        raise InvalidKey("multibase value has characters outside the base58btc alphabet") from None
+
+
+@dataclass(frozen=True, slots=True)
+class PublicKey:
+    """An Ed25519 public key with the window in which its signatures are valid.
+
+    ``created`` and ``revoked`` follow protocol.md §1: a signature is valid when its own
+    ``created`` lies in ``[created, revoked)``. ``None`` leaves that side open (did:key).
+    """
+
+    id: str
+    raw: bytes
+    created: datetime | None = None
+    revoked: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.raw) != 32:
+            raise InvalidKey(f"an Ed25519 public key has 32 bytes, not {len(self.raw)}")
+
+    @property
+    def multibase(self) -> str:
+        return encode_multibase(ED25519_PUB_PREFIX + self.raw)
+
+    def check_valid_at(self, signed_at: datetime, now: datetime, max_clock_skew_s: int) -> None:
+        """Raise :class:`InvalidKey` unless a signature created at ``signed_at`` is in window."""
+        if signed_at > now + timedelta(seconds=max_clock_skew_s):
+            raise InvalidKey(
+                f"created {signed_at.isoformat()} is more than {max_clock_skew_s} s in the future"
+            )
+        if self.created is not None and signed_at < self.created:
+            raise InvalidKey(f"key {self.id} did not exist yet at {signed_at.isoformat()}")
+        if self.revoked is not None and signed_at >= self.revoked:
+            raise InvalidKey(f"key {self.id} was revoked at {self.revoked.isoformat()}")
+
+    def verify(self, signature: bytes, message: bytes) -> bool:
+        """True when ``signature`` is this key's Ed25519 signature of ``message``."""
+        if len(signature) != 64:
+            return False
+        try:
+            nacl.signing.VerifyKey(self.raw).verify(message, signature)
+        except nacl.exceptions.BadSignatureError:
+            return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPair:
+    """An Ed25519 signing key (its 32-byte seed) and the id of its verification method."""
+
+    id: str
+    seed: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.seed) != 32:
+            raise InvalidKey(f"an Ed25519 secret key has a 32-byte seed, not {len(self.seed)}")
+
+    @property
+    def public_raw(self) -> bytes:
+        return bytes(nacl.signing.SigningKey(self.seed).verify_key)
+
+    @property
+    def public(self) -> PublicKey:
+        return PublicKey(self.id, self.public_raw)
+
+    @property
+    def public_multibase(self) -> str:
+        return encode_multibase(ED25519_PUB_PREFIX + self.public_raw)
+
+    @property
+    def secret_multibase(self) -> str:
+        return encode_multibase(ED25519_PRIV_PREFIX + self.seed)
+
+    def sign(self, message: bytes) -> bytes:
+        return bytes(nacl.signing.SigningKey(self.seed).sign(message).signature)
+
+    def __repr__(self) -> str:  # never print the seed
+        return f"KeyPair(id={self.id!r}, public={self.public_multibase!r})"
+
+
+def did_key_verification_method(public_multibase: str) -> str:
+    """``did:key:z6Mk...#z6Mk...``: the verification method of a did:key."""
+    return f"{_DID_KEY}{public_multibase}#{public_multibase}"
+
+
+def public_key_from_multibase(key_id: str, text: str) -> PublicKey:
+    """Decode a Multikey ``publicKeyMultibase`` (``z6Mk...``)."""
+    data = decode_multibase(text)
+    if not data.startswith(ED25519_PUB_PREFIX):
+        raise InvalidKey("publicKeyMultibase is not an Ed25519 public key (multicodec 0xed)")
+    return PublicKey(key_id, data[len(ED25519_PUB_PREFIX) :])
+
+
+def public_key_from_did_key(verification_method: str) -> PublicKey:
+    """Resolve a ``did:key`` verification method to its key, without any I/O."""
+    if not verification_method.startswith(_DID_KEY):
+        raise InvalidKey(f"{verification_method!r} is not a did:key")
+    did, _, fragment = verification_method.partition("#")
+    identifier = did[len(_DID_KEY) :]
+    if fragment and fragment != identifier:
+        raise InvalidKey("did:key fragment does not name the key of the DID")
+    return public_key_from_multibase(verification_method, identifier)
+
+
+def key_pair_from_multibase(key_id: str, secret_multibase: str) -> KeyPair:
+    """Decode a Multikey ``secretKeyMultibase`` (``z3u2...``, multicodec ed25519-priv)."""
+    data = decode_multibase(secret_multibase)
+    if not data.startswith(ED25519_PRIV_PREFIX):
+        raise InvalidKey("secretKeyMultibase is not an Ed25519 secret key (multicodec 0x1300)")
+    return KeyPair(key_id, data[len(ED25519_PRIV_PREFIX) :])
+
+
+def generate(key_id: str | None = None) -> KeyPair:
+    """A new random Ed25519 key; without an id it is named by its did:key."""
+    seed = nacl.utils.random(32)
+    pair = KeyPair(key_id or "", seed)
+    if key_id is None:
+        pair = KeyPair(did_key_verification_method(pair.public_multibase), seed)
+    return pair

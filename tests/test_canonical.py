@@ -1,0 +1,95 @@
+"""RFC 8785 canonicalization and RFC 7493 I-JSON parsing."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import rfc8785
+from hypothesis import given
+
+from exchange.canonical import MAX_SAFE_INTEGER, canonicalize, check_ijson, parse
+from exchange.errors import InvalidJSON
+from tests.strategies import ijson_values, integer_values, reparseable_values
+
+JCS_CASES = ["arrays", "french", "structures", "unicode", "values", "weird"]
+
+
+@pytest.mark.parametrize("name", JCS_CASES)
+def test_rfc8785_vectors(vectors: Path, name: str) -> None:
+    # Source: RFC 8785 test data (cyberphone/json-canonicalization), shared/vectors/jcs.
+    source = (vectors / "jcs" / "input" / f"{name}.json").read_bytes()
+    expected = (vectors / "jcs" / "output" / f"{name}.json").read_bytes()
+    assert canonicalize(parse(source)) == expected
+
+
+def test_member_names_sort_by_utf16_code_units() -> None:
+    # U+1F602 is D83D DE02 in UTF-16 and sorts before U+FB33; by code point it sorts after.
+    value = {"\ufb33": 1, "\U0001f602": 2, "\u20ac": 3}
+    assert canonicalize(value) == '{"\u20ac":3,"\U0001f602":2,"\ufb33":1}'.encode()
+
+
+@given(integer_values)
+def test_fast_path_equals_full_rfc8785(value: object) -> None:
+    assert canonicalize(value) == rfc8785.dumps(value)
+
+
+@given(ijson_values)
+def test_any_ijson_value_canonicalizes_like_rfc8785(value: object) -> None:
+    assert canonicalize(value) == rfc8785.dumps(value)
+
+
+@given(reparseable_values)
+def test_canonicalization_is_idempotent(value: object) -> None:
+    once = canonicalize(value)
+    assert canonicalize(parse(once)) == once
+
+
+REJECTED = {
+    "duplicate member": (b'{"a": 1, "a": 2}', "duplicate member name 'a'"),
+    "nested duplicate": (b'{"x": {"b": 1, "b": 1}}', "duplicate member name 'b'"),
+    "lone high surrogate": (b'{"a": "\\ud800"}', "lone surrogate U+D800"),
+    "lone low surrogate in name": (b'{"\\udc00": 1}', "lone surrogate U+DC00"),
+    "NaN": (b'{"a": NaN}', "NaN is not a JSON number"),
+    "Infinity": (b"[Infinity]", "Infinity is not a JSON number"),
+    "-Infinity": (b"[-Infinity]", "-Infinity is not a JSON number"),
+    "overflowing double": (b"[1e400]", "overflows a double"),
+    "integer beyond 2^53": (b'{"n": 9007199254740992}', "beyond ±(2^53−1)"),
+    "negative integer beyond 2^53": (b"[-9007199254740992]", "beyond ±(2^53−1)"),
+    "byte order mark": (b'\xef\xbb\xbf{"a": 1}', "byte order mark"),
+    "invalid UTF-8": (b'{"a": "\xff"}', "invalid UTF-8 at byte 7"),
+    "trailing data": (b'{"a": 1} {"b": 2}', "Extra data"),
+    "truncated": (b'{"a": ', "not JSON"),
+    "deep nesting": (b"[" * 10000 + b"]" * 10000, "nested deeper than"),
+}
+
+
+@pytest.mark.parametrize(("data", "reason"), REJECTED.values(), ids=REJECTED.keys())
+def test_not_ijson_is_rejected_with_a_reason(data: bytes, reason: str) -> None:
+    with pytest.raises(InvalidJSON, match=re.escape(reason)):
+        parse(data)
+
+
+def test_largest_safe_integers_are_accepted() -> None:
+    assert parse(b"[9007199254740991, -9007199254740991]") == [MAX_SAFE_INTEGER, -MAX_SAFE_INTEGER]
+
+
+@pytest.mark.parametrize("literal", [b"[1.0]", b"[1e3]", b"[0.5]", b"[-2E-2]"])
+def test_entries_hold_integers_only(literal: bytes) -> None:
+    assert parse(literal) == json.loads(literal)
+    with pytest.raises(InvalidJSON, match="fraction or exponent"):
+        parse(literal, integers_only=True)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [float("nan"), float("inf"), 2**53, {"a": "\udfff"}, {1: "x"}, {"a": object()}],
+    ids=["nan", "inf", "2^53", "surrogate", "int key", "object"],
+)
+def test_check_ijson_rejects_values_built_in_code(value: object) -> None:
+    with pytest.raises(InvalidJSON):
+        check_ijson(value)
+    with pytest.raises(InvalidJSON):
+        canonicalize(value)
