@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,11 +46,13 @@ def sha256(data: bytes) -> bytes:
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in result:
-            raise InvalidJSON(f"duplicate member name {name!r} (RFC 7493 §2.3)")
-        result[name] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise InvalidJSON(f"duplicate member name {name!r} (RFC 7493 §2.3)")
+            seen.add(name)
     return result
 
 
@@ -77,10 +80,63 @@ def _integers_only(literal: str) -> float:
     )
 
 
-def _check_string(text: str, where: str) -> None:
-    for char in text:
-        if "\ud800" <= char <= "\udfff":
-            raise InvalidJSON(f"lone surrogate U+{ord(char):04X} in {where} (RFC 7493 §2.1)")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+
+
+def _check_text(text: str, where: str) -> bool:
+    """Reject a lone surrogate; True when ``text`` holds a character above U+FFFF."""
+    if text.isascii():
+        return False
+    found = _SURROGATE.search(text)
+    if found:
+        code = ord(found.group())
+        raise InvalidJSON(f"lone surrogate U+{code:04X} in {where} (RFC 7493 §2.1)")
+    return _ASTRAL.search(text) is not None
+
+
+def _scan(value: object, *, integers_only: bool) -> bool:
+    """Raise :class:`InvalidJSON` unless ``value`` is I-JSON; True when JCS may take the fast path.
+
+    The fast path needs no floats and no member name above U+FFFF (there, UTF-16 order and
+    code point order differ).
+    """
+    fast = True
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind is str:
+            _check_text(item, "a string")  # type: ignore[arg-type]
+        elif kind is bool or item is None:
+            continue
+        elif kind is int:
+            if abs(item) > MAX_SAFE_INTEGER:  # type: ignore[call-overload]
+                raise InvalidJSON(f"integer {item} is beyond ±(2^53−1) (RFC 7493 §2.2)")
+        elif kind is float:
+            fast = False
+            if integers_only:
+                raise InvalidJSON(f"number {item!r} is not an integer (protocol.md §3)")
+            if item != item or item in (float("inf"), float("-inf")):
+                raise InvalidJSON(f"{item!r} is not a JSON number (RFC 7493 §2.2)")
+        elif isinstance(item, Mapping):
+            if depth >= MAX_DEPTH:
+                raise InvalidJSON(f"nested deeper than {MAX_DEPTH} levels")
+            for key, member in item.items():
+                if type(key) is not str:
+                    raise InvalidJSON(f"member name {key!r} is not a string")
+                if _check_text(key, "a member name"):
+                    fast = False
+                stack.append((member, depth + 1))
+        elif isinstance(item, list | tuple):
+            if depth >= MAX_DEPTH:
+                raise InvalidJSON(f"nested deeper than {MAX_DEPTH} levels")
+            stack.extend((member, depth + 1) for member in item)
+        elif isinstance(item, int):  # an int subclass (not bool): treat by value
+            stack.append((int(item), depth))
+        else:
+            raise InvalidJSON(f"{type(item).__name__} is not a JSON value")
+    return fast
 
 
 def check_ijson(value: object, *, integers_only: bool = False) -> None:
@@ -90,33 +146,7 @@ def check_ijson(value: object, *, integers_only: bool = False) -> None:
     finite floats (none at all with ``integers_only``), integers within ±(2^53−1),
     nesting within :data:`MAX_DEPTH`.
     """
-    stack: list[tuple[object, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise InvalidJSON(f"nested deeper than {MAX_DEPTH} levels")
-        if isinstance(item, str):
-            _check_string(item, "a string")
-        elif isinstance(item, bool) or item is None:
-            continue
-        elif isinstance(item, int):
-            if abs(item) > MAX_SAFE_INTEGER:
-                raise InvalidJSON(f"integer {item} is beyond ±(2^53−1) (RFC 7493 §2.2)")
-        elif isinstance(item, float):
-            if integers_only:
-                raise InvalidJSON(f"number {item!r} is not an integer (protocol.md §3)")
-            if item != item or item in (float("inf"), float("-inf")):
-                raise InvalidJSON(f"{item!r} is not a JSON number (RFC 7493 §2.2)")
-        elif isinstance(item, Mapping):
-            for key, member in item.items():
-                if not isinstance(key, str):
-                    raise InvalidJSON(f"member name {key!r} is not a string")
-                _check_string(key, "a member name")
-                stack.append((member, depth + 1))
-        elif isinstance(item, list | tuple):
-            stack.extend((member, depth + 1) for member in item)
-        else:
-            raise InvalidJSON(f"{type(item).__name__} is not a JSON value")
+    _scan(value, integers_only=integers_only)
 
 
 def parse(data: bytes, *, integers_only: bool = False) -> Any:
@@ -145,26 +175,8 @@ def parse(data: bytes, *, integers_only: bool = False) -> Any:
     return value
 
 
-def _fast_path_applies(value: object) -> bool:
-    """True when sorted-key serialization equals RFC 8785: no floats, BMP-only member names."""
-    stack: list[object] = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, float):
-            return False
-        if isinstance(item, Mapping):
-            for key, member in item.items():
-                if not isinstance(key, str) or any(ord(c) > 0xFFFF for c in key):
-                    return False
-                stack.append(member)
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-    return True
-
-
-def canonicalize(value: object) -> bytes:
+def canonicalize(value: Any) -> bytes:
     """RFC 8785 canonical UTF-8 bytes of an I-JSON value (checked first)."""
-    check_ijson(value)
-    if _fast_path_applies(value):
+    if _scan(value, integers_only=False):
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     return bytes(rfc8785.dumps(value))

@@ -1,0 +1,40 @@
+"""The pure core never imports the shell (style.md principle 13)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "exchange"
+CORE = ["canonical", "errors", "keys", "proof", "rdf", "schema", "timestamps"]
+SHELL_MODULES = {"exchange.cli", "exchange.documents"}
+FORBIDDEN_IN_CORE = {"asyncio", "aiohttp", "sqlite3", "asyncpg", "psycopg", "socket", "subprocess"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_core_module_does_no_shell_imports(module: str) -> None:
+    path = PACKAGE / f"{module}.py"
+    assert path.is_file(), f"core module {module} is missing"
+    imports = imported_modules(path)
+    assert not imports & SHELL_MODULES
+    assert not {name.split(".")[0] for name in imports} & FORBIDDEN_IN_CORE
+    assert "os" not in {name.split(".")[0] for name in imports}, "the core reads no environment"
+
+
+def test_the_check_itself_sees_imports(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text("import asyncio\nfrom exchange.cli import main\n")
+    assert imported_modules(sample) == {"asyncio", "exchange.cli"}
