@@ -4,8 +4,10 @@
     ├── IntegrityError                 the input is wrong; retrying it as it is never helps
     │   ├── InvalidJSON                not I-JSON: duplicate member, lone surrogate, NaN, big int...
     │   ├── SchemaError                fails its JSON Schema; carries pointer + message per issue
-    │   └── ProofError                 a Data Integrity proof does not verify
-    │       └── InvalidKey             a key is malformed, unknown or not valid at that time
+    │   ├── ProofError                 a Data Integrity proof does not verify
+    │   │   └── InvalidKey             a key is malformed, unknown or not valid at that time
+    │   ├── MerkleProofError           an inclusion or consistency proof does not hold
+    │   └── CheckpointError            a signed note or checkpoint is malformed or unsigned
     ├── UsageError                     the caller asked for something impossible (bad file, option)
     └── ResourceMissing                a shipped schema, context or vocabulary file is not found
 
@@ -19,11 +21,13 @@ from dataclasses import dataclass
 
 __all__ = [
     "PROBLEM_BASE",
+    "CheckpointError",
     "ExchangeError",
     "IntegrityError",
     "InvalidJSON",
     "InvalidKey",
     "Issue",
+    "MerkleProofError",
     "ProofError",
     "ResourceMissing",
     "SchemaError",
@@ -112,6 +116,20 @@ class InvalidKey(ProofError):
 
     problem = "key"
     title = "Key is not valid"
+
+
+class MerkleProofError(IntegrityError):
+    """A Merkle inclusion or consistency proof does not hold: the log is not what was signed."""
+
+    problem = "merkle-proof"
+    title = "Merkle proof does not verify"
+
+
+class CheckpointError(IntegrityError):
+    """A signed note or checkpoint is malformed, or no known key signed it."""
+
+    problem = "checkpoint"
+    title = "Checkpoint is not valid"
 
 
 class UsageError(ExchangeError):

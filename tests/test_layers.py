@@ -8,7 +8,17 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "exchange"
-CORE = ["canonical", "errors", "keys", "proof", "rdf", "schema", "timestamps"]
+CORE = [
+    "canonical",
+    "checkpoint",
+    "errors",
+    "keys",
+    "merkle",
+    "proof",
+    "rdf",
+    "schema",
+    "timestamps",
+]
 SHELL_MODULES = {"exchange.cli", "exchange.documents"}
 FORBIDDEN_IN_CORE = {"asyncio", "aiohttp", "sqlite3", "asyncpg", "psycopg", "socket", "subprocess"}
 
