@@ -39,7 +39,8 @@ def per_second(action: Callable[[], object], seconds: float) -> float:
 
 def row(label: str, ours: float, peer_label: str, peer: float) -> None:
     print(
-        f"{label:<44} {ours:>10,.0f}/s   {peer_label:<30} {peer:>10,.0f}/s   ratio {ours / peer:5.1f}x"
+        f"{label:<44} {ours:>10,.0f}/s   {peer_label:<30} {peer:>10,.0f}/s"
+        f"   ratio {ours / peer:5.1f}x"
     )
 
 

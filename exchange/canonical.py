@@ -19,7 +19,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import rfc8785
@@ -107,11 +107,11 @@ def _scan(value: object, *, integers_only: bool) -> bool:
         item, depth = stack.pop()
         kind = type(item)
         if kind is str:
-            _check_text(item, "a string")  # type: ignore[arg-type]
+            _check_text(cast(str, item), "a string")
         elif kind is bool or item is None:
             continue
         elif kind is int:
-            if abs(item) > MAX_SAFE_INTEGER:  # type: ignore[call-overload]
+            if abs(cast(int, item)) > MAX_SAFE_INTEGER:
                 raise InvalidJSON(f"integer {item} is beyond ±(2^53−1) (RFC 7493 §2.2)")
         elif kind is float:
             fast = False

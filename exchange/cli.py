@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from exchange import __version__
+from exchange.documents import read_document, read_key_pair, write_json, write_secret_json
 from exchange.errors import ExchangeError, IntegrityError, InvalidKey, UsageError
 from exchange.keys import PublicKey, generate, public_key_from_multibase
 from exchange.proof import did_key_resolver, sign_document, verify_document
 from exchange.schema import check, schema_for_type
-from exchange.documents import read_document, read_key_pair, write_json, write_secret_json
 from exchange.timestamps import format_timestamp, parse_timestamp
 
 __all__ = ["main"]
@@ -164,7 +164,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     keys = commands.add_parser(
-        "keys", help="manage Ed25519 signing keys", formatter_class=formatter,
+        "keys",
+        help="manage Ed25519 signing keys",
+        formatter_class=formatter,
         epilog="Example:\n  exchange keys generate --out my-key.json",
     )
     key_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
@@ -206,7 +208,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("file", help="signed JSON document")
     verify.add_argument(
-        "--key", help="public key (z6Mk... or a key file) for a verificationMethod that is not a did:key"
+        "--key",
+        help="public key (z6Mk... or a key file) for a verificationMethod that is not a did:key",
     )
     verify.add_argument("--now", help="verify as of this RFC 3339 time (default: now)")
     verify.set_defaults(run=_verify)

@@ -18,7 +18,13 @@ from exchange.canonical import check_ijson, parse
 from exchange.errors import InvalidJSON, InvalidKey, UsageError
 from exchange.keys import KeyPair, did_key_verification_method, key_pair_from_multibase
 
-__all__ = ["MAX_DOCUMENT_BYTES", "read_document", "read_key_pair", "write_json", "write_secret_json"]
+__all__ = [
+    "MAX_DOCUMENT_BYTES",
+    "read_document",
+    "read_key_pair",
+    "write_json",
+    "write_secret_json",
+]
 
 #: Larger than any entry (256 KiB) or push body (8 MiB) a node accepts.
 MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
@@ -66,7 +72,7 @@ def read_document(path: Path) -> Any:
     data = _read_bytes(path)
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
-            value = yaml.load(data.decode("utf-8"), Loader=_StrictYamlLoader)  # noqa: S506
+            value = yaml.load(data.decode("utf-8"), Loader=_StrictYamlLoader)
         except UnicodeDecodeError as error:
             raise InvalidJSON(f"{path}: invalid UTF-8 at byte {error.start}") from None
         except yaml.YAMLError as error:
@@ -80,7 +86,10 @@ def read_document(path: Path) -> Any:
 
 
 def read_key_pair(path: Path) -> KeyPair:
-    """A Multikey key file with ``secretKeyMultibase`` (or the W3C vectors' ``privateKeyMultibase``)."""
+    """A Multikey key file with ``secretKeyMultibase``.
+
+    The W3C vectors' ``privateKeyMultibase`` is read too.
+    """
     document = read_document(path)
     if not isinstance(document, dict):
         raise InvalidKey(f"{path}: a key file is a JSON object")

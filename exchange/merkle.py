@@ -118,7 +118,7 @@ def consistency_proof(source: SubtreeSource, first: int, second: int) -> list[by
 def verify_inclusion(
     leaf: bytes, index: int, size: int, proof: Sequence[bytes], expected_root: bytes
 ) -> None:
-    """RFC 9162 §2.1.3.2: raise :class:`MerkleProofError` unless ``leaf`` (a leaf hash) is at ``index``."""
+    """RFC 9162 §2.1.3.2: raise :class:`MerkleProofError` unless ``leaf`` is at ``index``."""
     if not 0 <= index < size:
         raise MerkleProofError(f"leaf index {index} is outside a tree of size {size}")
     fn, sn, r = index, size - 1, leaf
@@ -142,7 +142,7 @@ def verify_inclusion(
 def verify_consistency(
     first: int, second: int, first_root: bytes, second_root: bytes, proof: Sequence[bytes]
 ) -> None:
-    """RFC 9162 §2.1.4.2: raise :class:`MerkleProofError` unless tree ``second`` extends tree ``first``."""
+    """RFC 9162 §2.1.4.2: raise :class:`MerkleProofError` unless ``second`` extends ``first``."""
     if first == 0 and second >= 0 and not proof:
         return  # every tree extends the empty tree
     if not 0 < first <= second:

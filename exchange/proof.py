@@ -121,9 +121,7 @@ def create_proof(
     return {**options, "proofValue": encode_multibase(signature)}
 
 
-def sign_document(
-    document: Mapping[str, Any], key: KeyPair, created: datetime
-) -> dict[str, Any]:
+def sign_document(document: Mapping[str, Any], key: KeyPair, created: datetime) -> dict[str, Any]:
     """``document`` with an eddsa-jcs-2022 proof added."""
     return {**document, "proof": create_proof(document, key, created)}
 

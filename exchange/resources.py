@@ -16,7 +16,14 @@ from typing import Any
 
 from exchange.errors import ResourceMissing
 
-__all__ = ["CONTEXT_FILES", "CONTEXT_IRIS", "EXCHANGE_CONTEXT", "context_document", "data_dir", "read_json"]
+__all__ = [
+    "CONTEXT_FILES",
+    "CONTEXT_IRIS",
+    "EXCHANGE_CONTEXT",
+    "context_document",
+    "data_dir",
+    "read_json",
+]
 
 AS2_CONTEXT = "https://www.w3.org/ns/activitystreams"
 DATA_INTEGRITY_CONTEXT = "https://w3id.org/security/data-integrity/v2"

@@ -108,12 +108,22 @@ def _plain(error: Any) -> Iterator[Issue]:
         yield Issue(here, f"{error.instance!r} is not a valid {kind.format}")
     elif kind_name == "Pattern":
         yield Issue(here, _pattern_message(error.schema_path, error.instance))
+    elif kind_name == "AnyOf" and _all_required(kind.context):
+        alternatives = ", ".join(str(branch[0].kind.property) for branch in kind.context)
+        yield Issue(here, f"needs at least one of: {alternatives}")
     elif kind_name in ("Enum", "Constant"):
         yield Issue(here, f"{error.instance!r} is not one of the allowed values: {error.message}")
     elif kind_name == "Type":
         yield Issue(here, f"wrong type: {error.message}")
     else:
         yield Issue(here, error.message)
+
+
+def _all_required(branches: Any) -> bool:
+    """True when every anyOf branch failed only for one missing member."""
+    return bool(branches) and all(
+        len(branch) == 1 and type(branch[0].kind).__name__ == "Required" for branch in branches
+    )
 
 
 def _pattern_message(schema_path: Any, value: object) -> str:
@@ -146,9 +156,7 @@ def check(document: object, name: SchemaName) -> None:
     if found:
         first = found[0]
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-        raise SchemaError(
-            f"{first.pointer or '/'}: {first.message}{more}", issues=found
-        )
+        raise SchemaError(f"{first.pointer or '/'}: {first.message}{more}", issues=found)
 
 
 @cache
@@ -187,6 +195,9 @@ def personal_data_paths(name: SchemaName) -> tuple[str, ...]:
         for key in ("allOf", "anyOf", "oneOf"):
             for sub in node.get(key, []):
                 walk(sub, base, pointer, depth + 1)
+        for key in ("then", "else"):
+            if isinstance(node.get(key), Mapping):
+                walk(node[key], base, pointer, depth + 1)
         for prop, sub in node.get("properties", {}).items():
             walk(sub, base, f"{pointer}/{prop}", depth + 1)
         if isinstance(node.get("items"), Mapping):

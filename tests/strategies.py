@@ -26,7 +26,9 @@ ijson_values = st.recursive(ijson_scalars, _containers, max_leaves=25)
 # beyond 2^53 prints as an integer literal, which I-JSON parsing rejects on purpose.
 bounded_floats = st.floats(min_value=-MAX_SAFE_INTEGER, max_value=MAX_SAFE_INTEGER)
 reparseable_values = st.recursive(
-    st.none() | st.booleans() | safe_integers | bounded_floats | ijson_text, _containers, max_leaves=25
+    st.none() | st.booleans() | safe_integers | bounded_floats | ijson_text,
+    _containers,
+    max_leaves=25,
 )
 integer_values = st.recursive(integer_scalars, _containers, max_leaves=25)
 ijson_objects = st.dictionaries(ijson_text, ijson_values, min_size=1, max_size=6)

@@ -122,7 +122,7 @@ def test_malformed_checkpoint_bodies(body: str) -> None:
 
 
 def test_checkpoint_of_another_origin_is_refused() -> None:
-    with pytest.raises(CheckpointError, match="not 'other.example'"):
+    with pytest.raises(CheckpointError, match=r"not 'other\.example'"):
         parse_checkpoint(Checkpoint(ORIGIN, 1, EMPTY_ROOT).body(), "other.example")
 
 

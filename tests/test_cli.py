@@ -26,7 +26,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_acceptance_verify_w3c_vector_then_one_changed_character(vectors: Path, tmp_path: Path) -> None:
+def test_acceptance_verify_w3c_vector_then_one_changed_character(
+    vectors: Path, tmp_path: Path
+) -> None:
     good = vectors / SIGNED_VECTOR
     result = run_cli("verify", str(good))
     assert result.returncode == 0, result.stderr
@@ -38,26 +40,36 @@ def test_acceptance_verify_w3c_vector_then_one_changed_character(vectors: Path, 
     assert result.returncode == 1
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith("invalid: ") and "signature" in lines[0]
+    assert lines[0].startswith("invalid: ")
+    assert "signature" in lines[0]
 
 
-def test_keys_generate_sign_verify_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_keys_generate_sign_verify_round_trip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     key = tmp_path / "key.json"
     assert main(["keys", "generate", "--out", str(key)]) == 0
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     key_file = json.loads(key.read_text())
     assert key_file["publicKeyMultibase"].startswith("z6Mk")
-    assert key_file["id"] == f"did:key:{key_file['publicKeyMultibase']}#{key_file['publicKeyMultibase']}"
+    assert (
+        key_file["id"]
+        == f"did:key:{key_file['publicKeyMultibase']}#{key_file['publicKeyMultibase']}"
+    )
 
     document = tmp_path / "doc.json"
-    document.write_text(json.dumps({"@context": ["https://www.w3.org/ns/activitystreams"], "name": "x"}))
+    document.write_text(
+        json.dumps({"@context": ["https://www.w3.org/ns/activitystreams"], "name": "x"})
+    )
     signed = tmp_path / "signed.json"
     assert main(["sign", str(document), "--key", str(key), "--out", str(signed)]) == 0
     assert main(["verify", str(signed)]) == 0
     assert "valid:" in capsys.readouterr().out
 
 
-def test_keys_generate_never_overwrites_a_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_keys_generate_never_overwrites_a_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     key = tmp_path / "key.json"
     key.write_text("precious")
     assert main(["keys", "generate", "--out", str(key)]) == 2
@@ -103,7 +115,8 @@ def test_verify_rejects_non_ijson_before_any_crypto(
     path.write_bytes(content)
     assert main(["verify", str(path)]) == 1
     out = capsys.readouterr().out
-    assert out.count("\n") == 1 and reason in out
+    assert out.count("\n") == 1
+    assert reason in out
 
 
 def test_missing_file_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -140,10 +153,18 @@ def test_validate_reads_yaml_and_rejects_duplicate_keys(
 
 @pytest.mark.parametrize(
     "argv",
-    [["--help"], ["keys", "generate", "--help"], ["sign", "--help"], ["verify", "--help"], ["validate", "--help"]],
+    [
+        ["--help"],
+        ["keys", "generate", "--help"],
+        ["sign", "--help"],
+        ["verify", "--help"],
+        ["validate", "--help"],
+    ],
     ids=lambda argv: " ".join(argv),
 )
-def test_every_command_has_help_with_an_example(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_command_has_help_with_an_example(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 0

@@ -59,7 +59,9 @@ def vector_key(w3c: dict[str, Any]) -> KeyPair:
 def test_w3c_signed_vector_verifies(w3c: dict[str, Any]) -> None:
     (verified,) = verify_document(w3c["signed"], did_key_resolver, NOW)
     assert verified.created == CREATED
-    assert verified.verification_method.startswith("did:key:z6MkrJVnaZkeFzdQyMZu1cgjg7k1pZZ6pvBQ7XJPt4swbTQ2")
+    assert verified.verification_method.startswith(
+        "did:key:z6MkrJVnaZkeFzdQyMZu1cgjg7k1pZZ6pvBQ7XJPt4swbTQ2"
+    )
 
 
 def test_w3c_intermediate_values(w3c: dict[str, Any]) -> None:
@@ -82,7 +84,13 @@ def test_resigning_reproduces_the_w3c_proof_value_byte_for_byte(w3c: dict[str, A
 def test_a_created_proof_has_exactly_the_conservative_members(w3c: dict[str, Any]) -> None:
     proof = create_proof(w3c["unsigned"], vector_key(w3c), datetime(2026, 1, 2, 3, 4, 5, 999, UTC))
     assert set(proof) == {
-        "@context", "type", "cryptosuite", "verificationMethod", "proofPurpose", "created", "proofValue",
+        "@context",
+        "type",
+        "cryptosuite",
+        "verificationMethod",
+        "proofPurpose",
+        "created",
+        "proofValue",
     }
     assert proof["created"] == "2026-01-02T03:04:05Z"
     assert proof["@context"] == w3c["unsigned"]["@context"]
@@ -121,11 +129,15 @@ NEGATIVE = {
     "proof created not a date-time": (("proof", "created"), "yesterday", "created"),
     "proof created in the future": (("proof", "created"), "2026-11-23T10:05:01Z", "future"),
     "proof context not a prefix": (
-        ("proof", "@context"), ["https://www.w3.org/ns/credentials/examples/v2"], "@context",
+        ("proof", "@context"),
+        ["https://www.w3.org/ns/credentials/examples/v2"],
+        "@context",
     ),
     "verificationMethod missing": (("proof", "verificationMethod"), _DELETE, "verificationMethod"),
     "verificationMethod not a did:key": (
-        ("proof", "verificationMethod"), "https://evil.example/key", "not a did:key",
+        ("proof", "verificationMethod"),
+        "https://evil.example/key",
+        "not a did:key",
     ),
     "verificationMethod another key": (
         ("proof", "verificationMethod"),
@@ -133,7 +145,9 @@ NEGATIVE = {
         "signature",
     ),
     "verificationMethod not Ed25519": (
-        ("proof", "verificationMethod"), "did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme", "Ed25519",
+        ("proof", "verificationMethod"),
+        "did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme",
+        "Ed25519",
     ),
 }
 
@@ -209,7 +223,9 @@ def _paths(value: object, prefix: tuple[object, ...] = ()) -> list[tuple[object,
 
 
 @given(ijson_objects, st.data())
-def test_any_single_mutation_fails_verification(document: dict[str, Any], data: st.DataObject) -> None:
+def test_any_single_mutation_fails_verification(
+    document: dict[str, Any], data: st.DataObject
+) -> None:
     document.pop("proof", None)
     signed = sign_document(document, SIGNER, NOW)
     path = data.draw(st.sampled_from(_paths(signed)), label="path")
