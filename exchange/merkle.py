@@ -10,7 +10,7 @@ streaming leaves, in O(log n) memory, for auditors.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from exchange.errors import MerkleProofError
@@ -18,11 +18,13 @@ from exchange.errors import MerkleProofError
 __all__ = [
     "EMPTY_ROOT",
     "CompactRange",
+    "DictSubtrees",
     "MemorySubtrees",
     "SubtreeSource",
     "consistency_proof",
     "inclusion_proof",
     "leaf_hash",
+    "needed_subtrees",
     "node_hash",
     "perfect_subtrees_completed_by",
     "root",
@@ -239,3 +241,30 @@ class CompactRange:
         for _, peak in reversed(self._peaks[:-1]):
             result = node_hash(peak, result)
         return result
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.wanted: list[tuple[int, int]] = []
+
+    def perfect(self, level: int, index: int) -> bytes:
+        self.wanted.append((level, index))
+        return bytes(32)
+
+
+def needed_subtrees(operation: Callable[[SubtreeSource], object]) -> list[tuple[int, int]]:
+    """The perfect subtrees ``operation`` reads: its control flow never depends on hashes,
+    so a store can fetch them all in one round trip before computing for real."""
+    recorder = _Recorder()
+    operation(recorder)
+    return recorder.wanted
+
+
+class DictSubtrees:
+    """A :class:`SubtreeSource` over hashes fetched in advance."""
+
+    def __init__(self, hashes: Mapping[tuple[int, int], bytes]) -> None:
+        self._hashes = hashes
+
+    def perfect(self, level: int, index: int) -> bytes:
+        return self._hashes[(level, index)]

@@ -1,0 +1,196 @@
+"""Node settings: ``exchange.toml`` in the node's home plus ``EXCHANGE_*`` variables.
+
+Loaded once, validated, frozen, and passed explicitly; nothing reads the environment later.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from exchange.errors import UsageError
+
+__all__ = [
+    "CONFIG_FILE",
+    "PERSONAL_DATA_POLICIES",
+    "Settings",
+    "check_settings",
+    "home_from",
+    "load_settings",
+    "log_origin",
+    "render_config",
+    "validate_base_url",
+]
+
+CONFIG_FILE = "exchange.toml"
+#: none: strip every node marked personalData; public-roles: strip contact points marked
+#: personalData, keep people named in a public role; all: publish everything.
+PERSONAL_DATA_POLICIES = ("none", "public-roles", "all")
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def validate_base_url(url: str) -> str:
+    """protocol.md §1: https, or http on a loopback address; no trailing slash, no query."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise UsageError(f"base URL {url!r} must be an absolute https URL")
+    if parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS:
+        raise UsageError(f"base URL {url!r}: http is allowed only on loopback addresses")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise UsageError(f"base URL {url!r} must not have a query, fragment or user")
+    if url.endswith("/"):
+        raise UsageError(f"base URL {url!r} must not end with a slash")
+    return url
+
+
+def log_origin(base_url: str) -> str:
+    """protocol.md §1: the base URL without its scheme."""
+    return base_url.split("://", 1)[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a node needs to run, resolved to absolute paths."""
+
+    home: Path
+    base_url: str
+    name: str
+    language: str
+    country: str
+    active_key: str
+    token_sha256: str
+    database: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    page_size: int = 100
+    personal_data: str = "public-roles"
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_entry_bytes: int = 256 * 1024
+    max_clock_skew_s: int = 300
+    page_cache_bytes: int = 32 * 1024 * 1024
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def origin(self) -> str:
+        return log_origin(self.base_url)
+
+    @property
+    def key_dir(self) -> Path:
+        return self.home / "keys"
+
+    def key_id(self, name: str) -> str:
+        return f"{self.base_url}/keys/{name}"
+
+    @property
+    def path_prefix(self) -> str:
+        """The path of the base URL, under which every route of the node lives."""
+        return urlsplit(self.base_url).path
+
+
+def home_from(option: str | None, environ: Mapping[str, str]) -> Path:
+    """The node's home: ``--home`` first, then ``EXCHANGE_HOME``."""
+    value = option or environ.get("EXCHANGE_HOME")
+    if not value:
+        raise UsageError("no node home: give --home DIR or set EXCHANGE_HOME")
+    return Path(value).expanduser().resolve()
+
+
+def _get(table: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+    value = table.get(key)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise UsageError(f"{where}: {key} must be a {kind.__name__}")
+    return value
+
+
+def load_settings(home: Path, environ: Mapping[str, str]) -> Settings:
+    """Read ``exchange.toml`` in ``home`` and apply ``EXCHANGE_*`` overrides."""
+    path = home / CONFIG_FILE
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no node here; run 'exchange init' first") from None
+    except tomllib.TOMLDecodeError as error:
+        raise UsageError(f"{path}: {error}") from None
+    where = str(path)
+    node = data.get("node", {})
+    server = data.get("server", {})
+    store = data.get("store", {})
+    privacy = data.get("privacy", {})
+    settings = Settings(
+        home=home,
+        base_url=validate_base_url(_get(node, "base_url", str, where)),
+        name=_get(node, "name", str, where),
+        language=_get(node, "language", str, where),
+        country=_get(node, "country", str, where),
+        active_key=_get(data.get("keys", {}), "active", str, where),
+        token_sha256=_get(data.get("operator", {}), "token_sha256", str, where),
+        database=home / _get(store, "database", str, where),
+        host=server.get("host", "127.0.0.1"),
+        port=int(server.get("port", 8080)),
+        page_size=int(node.get("page_size", 100)),
+        personal_data=privacy.get("personal_data", "public-roles"),
+    )
+    overrides: dict[str, Any] = {}
+    if "EXCHANGE_HOST" in environ:
+        overrides["host"] = environ["EXCHANGE_HOST"]
+    if "EXCHANGE_PORT" in environ:
+        overrides["port"] = _port(environ["EXCHANGE_PORT"])
+    if "EXCHANGE_PERSONAL_DATA" in environ:
+        overrides["personal_data"] = environ["EXCHANGE_PERSONAL_DATA"]
+    settings = replace(settings, **overrides)
+    check_settings(settings)
+    return settings
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise UsageError(f"port {text!r} is not a TCP port number")
+    return int(text)
+
+
+def check_settings(settings: Settings) -> None:
+    if settings.personal_data not in PERSONAL_DATA_POLICIES:
+        raise UsageError(
+            f"personal_data must be one of {', '.join(PERSONAL_DATA_POLICIES)}, "
+            f"not {settings.personal_data!r}"
+        )
+    if not 1 <= settings.page_size <= 1000:
+        raise UsageError("page_size must lie between 1 and 1000")
+    if len(settings.country) != 2 or not settings.country.isupper():
+        raise UsageError(f"country {settings.country!r} is not an ISO 3166-1 alpha-2 code")
+
+
+def _toml_string(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def render_config(settings: Settings) -> str:
+    """The ``exchange.toml`` text for ``settings`` (written once by ``exchange init``)."""
+    s = _toml_string
+    return (
+        "# exchange node configuration; EXCHANGE_* environment variables override it.\n"
+        "[node]\n"
+        f"base_url = {s(settings.base_url)}\n"
+        f"name = {s(settings.name)}\n"
+        f"language = {s(settings.language)}\n"
+        f"country = {s(settings.country)}\n"
+        f"page_size = {settings.page_size}\n\n"
+        "[server]\n"
+        f"host = {s(settings.host)}\n"
+        f"port = {settings.port}\n\n"
+        "[store]\n"
+        f"database = {s(settings.database.name)}\n\n"
+        "[keys]\n"
+        f"active = {s(settings.active_key)}\n\n"
+        "[operator]\n"
+        "# SHA-256 of the operator token; the token itself was printed once by init.\n"
+        f"token_sha256 = {s(settings.token_sha256)}\n\n"
+        "[privacy]\n"
+        "# none | public-roles | all: which data marked personalData is published.\n"
+        f"personal_data = {s(settings.personal_data)}\n"
+    )

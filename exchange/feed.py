@@ -1,0 +1,88 @@
+"""The paged feed (protocol.md §4): page arithmetic and page documents, built as bytes.
+
+Entries are spliced into pages as the exact bytes stored (their JCS form), never
+re-serialized, so a page is as cheap to build as it is to read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from exchange.resources import CONTEXT_IRIS
+
+__all__ = [
+    "ACTIVITY_JSON",
+    "Page",
+    "collection_document",
+    "etag",
+    "last_page",
+    "page",
+    "page_document",
+]
+
+ACTIVITY_JSON = "application/activity+json"
+
+
+def last_page(total: int, page_size: int) -> int:
+    """The first page that is not full: floor(totalItems / pageSize) (may be empty)."""
+    return total // page_size
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    number: int
+    start: int
+    end: int
+    full: bool
+
+
+def page(number: int, total: int, page_size: int) -> Page | None:
+    """Page ``number`` of a log of ``total`` entries, or None beyond the last page."""
+    if number < 0 or number > last_page(total, page_size):
+        return None
+    start = number * page_size
+    end = min(start + page_size, total)
+    return Page(number, start, end, end - start == page_size)
+
+
+def _dumps(value: object) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def collection_document(base_url: str, total: int, page_size: int) -> bytes:
+    return _dumps(
+        {
+            "@context": list(CONTEXT_IRIS),
+            "id": f"{base_url}/feed",
+            "type": "OrderedCollection",
+            "totalItems": total,
+            "pageSize": page_size,
+            "first": f"{base_url}/feed/0",
+            "last": f"{base_url}/feed/{last_page(total, page_size)}",
+        }
+    )
+
+
+def page_document(base_url: str, page_info: Page, entries: Sequence[bytes]) -> bytes:
+    """An OrderedCollectionPage with ``entries`` (stored bytes) spliced in unchanged."""
+    header: dict[str, object] = {
+        "@context": list(CONTEXT_IRIS),
+        "id": f"{base_url}/feed/{page_info.number}",
+        "type": "OrderedCollectionPage",
+        "partOf": f"{base_url}/feed",
+        "startIndex": page_info.start,
+    }
+    if page_info.number > 0:
+        header["prev"] = f"{base_url}/feed/{page_info.number - 1}"
+    if page_info.full:
+        header["next"] = f"{base_url}/feed/{page_info.number + 1}"
+    head = _dumps(header)[:-1]
+    return head + b',"orderedItems":[' + b",".join(entries) + b"]}"
+
+
+def etag(body: bytes) -> str:
+    """A strong ETag: the body's SHA-256, shortened."""
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'

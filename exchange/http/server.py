@@ -1,0 +1,419 @@
+"""The node's HTTP server: the app factory and its routes (protocol.md §1, §4, §5, §8).
+
+Handlers stay thin: they parse the request, call the node or the store, and render. Errors
+are raised as ExchangeError or aiohttp HTTP exceptions and turned into problem+json by the
+one middleware in :mod:`exchange.http.problems`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import web
+
+from exchange import feed, merkle
+from exchange.canonical import parse
+from exchange.config import Settings
+from exchange.entries import ObjectRecord
+from exchange.errors import UsageError
+from exchange.http.negotiation import preferred
+from exchange.http.problems import problem_middleware
+from exchange.node import Node, NotFound, open_node
+from exchange.resources import data_dir, read_json
+from exchange.schema import schema_document
+
+__all__ = ["NODE", "PageCache", "create_app", "node_routes"]
+
+NODE = web.AppKey("node", Node)
+ACTIVITY_JSON = feed.ACTIVITY_JSON
+LD_JSON = "application/ld+json"
+IMMUTABLE = "public, max-age=31536000, immutable"
+MAX_OBJECTS_PER_PAGE = 500
+
+
+class BadRequest(UsageError):
+    problem = "bad-request"
+    title = "Bad request"
+    status = 400
+
+
+class Unauthorized(UsageError):
+    problem = "unauthorized"
+    title = "Operator token required"
+    status = 401
+
+
+class PageCache:
+    """Full feed pages never change: keep rendered ones, up to a byte budget (LRU)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._pages: OrderedDict[int, tuple[bytes, str]] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, number: int) -> tuple[bytes, str] | None:
+        found = self._pages.get(number)
+        if found is not None:
+            self._pages.move_to_end(number)
+        return found
+
+    def put(self, number: int, body: bytes, tag: str) -> None:
+        if len(body) > self.max_bytes or number in self._pages:
+            return
+        self._pages[number] = (body, tag)
+        self._bytes += len(body)
+        while self._bytes > self.max_bytes:
+            _, (old, _) = self._pages.popitem(last=False)
+            self._bytes -= len(old)
+
+
+PAGE_CACHE = web.AppKey("page_cache", PageCache)
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _node(request: web.Request) -> Node:
+    return request.app[NODE]
+
+
+def _json_response(
+    value: Any, content_type: str = "application/json", status: int = 200
+) -> web.Response:
+    body = json.dumps(value, ensure_ascii=False).encode()
+    return web.Response(status=status, body=body, content_type=content_type)
+
+
+def _non_negative(request: web.Request, name: str) -> int:
+    text = request.query.get(name)
+    if text is None:
+        raise BadRequest(f"query parameter {name} is required")
+    if not text.isdigit() or len(text) > 18:
+        raise BadRequest(f"query parameter {name} must be a non-negative integer, not {text!r}")
+    return int(text)
+
+
+def _path_int(request: web.Request, name: str) -> int:
+    text = request.match_info[name]
+    if not text.isdigit() or len(text) > 18 or (len(text) > 1 and text.startswith("0")):
+        raise BadRequest(f"{name} must be a non-negative integer without leading zeros")
+    return int(text)
+
+
+def _cached_or_revalidate(
+    request: web.Request, body: bytes, tag: str, cache_control: str, content_type: str
+) -> web.Response:
+    headers = {"ETag": tag, "Cache-Control": cache_control}
+    if tag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=body, content_type=content_type, headers=headers)
+
+
+# --- node document and discovery ---------------------------------------------------------
+
+
+async def node_document(request: web.Request) -> web.Response:
+    node = _node(request)
+    choice = preferred(request.headers.get("Accept"), [ACTIVITY_JSON, LD_JSON, "text/html"])
+    if choice is None:
+        raise web.HTTPNotAcceptable(
+            text="offered: application/activity+json, application/ld+json, text/html"
+        )
+    document = node.node_document()
+    if choice == "text/html":
+        return web.Response(text=_node_page(node, document), content_type="text/html")
+    return _json_response(document, choice)
+
+
+def _node_page(node: Node, document: dict[str, Any]) -> str:
+    e = html.escape
+    name = e(node.settings.name)
+    keys = "".join(
+        f"<li><code>{e(k['id'])}</code>: <code>{e(k['publicKeyMultibase'])}</code> "
+        f"(since {e(k['created'])})</li>"
+        for k in document["assertionMethod"]
+    )
+    base = e(node.base_url)
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{name} — exchange node</title></head><body>"
+        f"<h1>{name}</h1><p>An exchange node in {e(node.settings.country)}. "
+        f"Its signed feed is at <a href='{base}/feed'>{base}/feed</a>, its latest checkpoint "
+        f"at <a href='{base}/checkpoint'>{base}/checkpoint</a>.</p>"
+        f"<h2>Signing keys</h2><ul>{keys}</ul>"
+        f"<p>Log origin <code>{e(node.settings.origin)}</code>, checkpoint key "
+        f"<code>{e(node.checkpoint_key)}</code>.</p></body></html>"
+    )
+
+
+async def well_known(request: web.Request) -> web.Response:
+    return _json_response({"nodes": [_node(request).base_url]})
+
+
+async def key_document(request: web.Request) -> web.Response:
+    node = _node(request)
+    if node.settings.key_id(request.match_info["name"]) != node.key.id:
+        raise NotFound(f"no key named {request.match_info['name']!r}")
+    return _json_response(
+        {"@context": node.node_document()["@context"], **node.key_document()}, ACTIVITY_JSON
+    )
+
+
+# --- feed and log ------------------------------------------------------------------------
+
+
+async def feed_collection(request: web.Request) -> web.Response:
+    node = _node(request)
+    total = await node.store.log_size()
+    body = feed.collection_document(node.base_url, total, node.settings.page_size)
+    return _cached_or_revalidate(request, body, feed.etag(body), "no-cache", ACTIVITY_JSON)
+
+
+async def feed_page(request: web.Request) -> web.Response:
+    node = _node(request)
+    number = _path_int(request, "number")
+    cache = request.app[PAGE_CACHE]
+    cached = cache.get(number)
+    if cached is not None:
+        return _cached_or_revalidate(request, cached[0], cached[1], IMMUTABLE, ACTIVITY_JSON)
+    total = await node.store.log_size()
+    info = feed.page(number, total, node.settings.page_size)
+    if info is None:
+        last = feed.last_page(total, node.settings.page_size)
+        raise NotFound(f"page {number} is beyond the last page {last}")
+    entries = await node.store.entries(info.start, info.end)
+    body = feed.page_document(node.base_url, info, entries)
+    tag = feed.etag(body)
+    if info.full:
+        cache.put(number, body, tag)
+        return _cached_or_revalidate(request, body, tag, IMMUTABLE, ACTIVITY_JSON)
+    return _cached_or_revalidate(request, body, tag, "no-cache", ACTIVITY_JSON)
+
+
+async def log_entry(request: web.Request) -> web.Response:
+    node = _node(request)
+    seq = _path_int(request, "seq")
+    entries = await node.store.entries(seq, seq + 1)
+    if not entries:
+        raise NotFound(f"the log has no entry {seq}")
+    return _cached_or_revalidate(
+        request, entries[0], feed.etag(entries[0]), "no-cache", ACTIVITY_JSON
+    )
+
+
+# --- checkpoints and proofs --------------------------------------------------------------
+
+
+async def checkpoint(request: web.Request) -> web.Response:
+    latest = await _node(request).store.latest_checkpoint()
+    if latest is None:
+        raise NotFound("the node has not signed a checkpoint yet")
+    body = latest[1].encode()
+    return _cached_or_revalidate(request, body, feed.etag(body), "no-cache", "text/plain")
+
+
+def _hashes(values: list[bytes]) -> web.Response:
+    return _json_response({"hashes": [base64.b64encode(v).decode() for v in values]})
+
+
+async def _proof(
+    store: Any, operation: Callable[[merkle.SubtreeSource], list[bytes]]
+) -> list[bytes]:
+    hashes = await store.subtrees(merkle.needed_subtrees(operation))
+    return operation(merkle.DictSubtrees(hashes))
+
+
+async def inclusion_proof(request: web.Request) -> web.Response:
+    node = _node(request)
+    index, size = _non_negative(request, "index"), _non_negative(request, "size")
+    log_size = await node.store.log_size()
+    if not index < size <= log_size:
+        raise BadRequest(f"need 0 <= index < size <= {log_size}, got index={index} size={size}")
+    return _hashes(await _proof(node.store, lambda s: merkle.inclusion_proof(s, index, size)))
+
+
+async def consistency_proof(request: web.Request) -> web.Response:
+    node = _node(request)
+    first, second = _non_negative(request, "first"), _non_negative(request, "second")
+    log_size = await node.store.log_size()
+    if not 0 < first <= second <= log_size:
+        raise BadRequest(f"need 0 < first <= second <= {log_size}, got {first} and {second}")
+    return _hashes(await _proof(node.store, lambda s: merkle.consistency_proof(s, first, second)))
+
+
+# --- objects -----------------------------------------------------------------------------
+
+
+def _object_item(record: ObjectRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "type": record.type,
+        "origin": record.origin,
+        "version": record.version,
+        "seq": record.seq,
+        "object": record.body,
+    }
+
+
+async def list_objects(request: web.Request) -> web.Response:
+    node = _node(request)
+    limit = 100
+    if "limit" in request.query:
+        limit = _non_negative(request, "limit")
+        if not 1 <= limit <= MAX_OBJECTS_PER_PAGE:
+            raise BadRequest(f"limit must lie between 1 and {MAX_OBJECTS_PER_PAGE}")
+    type_name = request.query.get("type")
+    if type_name is not None and type_name not in ("Case", "Event", "BestPractice"):
+        raise BadRequest(f"type must be Case, Event or BestPractice, not {type_name!r}")
+    page = await node.store.list_objects(
+        origin=request.query.get("origin"),
+        type_name=type_name,
+        after=request.query.get("after"),
+        limit=limit,
+    )
+    result: dict[str, Any] = {"items": [_object_item(r) for r in page.items], "next": None}
+    if page.next_after is not None:
+        result["next"] = str(request.url.update_query({"after": page.next_after}))
+    return _json_response(result)
+
+
+async def get_object(request: web.Request) -> web.Response:
+    node = _node(request)
+    object_id = f"{node.base_url}/objects/{request.match_info['slug']}"
+    record = await node.store.get_object(object_id)
+    if record is None:
+        raise NotFound(f"no object {object_id}")
+    entries = await node.store.entries(record.seq, record.seq + 1)
+    return _cached_or_revalidate(
+        request, entries[0], feed.etag(entries[0]), "no-cache", ACTIVITY_JSON
+    )
+
+
+# --- vocabulary, context and schemas -----------------------------------------------------
+
+
+async def vocabulary(request: web.Request) -> web.Response:
+    choice = preferred(request.headers.get("Accept"), ["text/turtle", "text/html"])
+    turtle = data_dir("vocab").joinpath("exchange.ttl").read_text(encoding="utf-8")
+    if choice == "text/html":
+        return web.Response(text=_vocabulary_page(turtle), content_type="text/html")
+    if choice is None:
+        raise web.HTTPNotAcceptable(text="offered: text/turtle, text/html")
+    return web.Response(text=turtle, content_type="text/turtle")
+
+
+def _vocabulary_page(turtle: str) -> str:
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<title>exchange vocabulary</title></head><body><h1>The exchange vocabulary</h1>"
+        "<p>Namespace <code>https://w3id.org/exchange/ns#</code>. It reuses ActivityStreams 2, "
+        "schema.org, Dublin Core and the SEMIC Core Vocabularies, and defines only what they "
+        f"lack.</p><pre>{html.escape(turtle)}</pre></body></html>"
+    )
+
+
+async def context(request: web.Request) -> web.Response:
+    return _json_response(read_json("vocab", "contexts/exchange-v1.jsonld"), LD_JSON)
+
+
+async def schema(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in ("common", "case", "event", "best-practice", "object", "entry", "node"):
+        raise NotFound(f"no schema named {name!r}")
+    return _json_response(schema_document(name), "application/schema+json")
+
+
+# --- the operator's API ------------------------------------------------------------------
+
+
+def _require_operator(request: web.Request) -> None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise web.HTTPUnauthorized(
+            text="send the operator token as 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": 'Bearer realm="exchange"'},
+        )
+    if not _node(request).check_token(token.strip()):
+        raise web.HTTPUnauthorized(
+            text="the operator token is not valid",
+            headers={"WWW-Authenticate": 'Bearer realm="exchange", error="invalid_token"'},
+        )
+
+
+async def _json_body(request: web.Request) -> Any:
+    if request.content_type not in ("application/json", LD_JSON, ACTIVITY_JSON):
+        raise web.HTTPUnsupportedMediaType(text="send application/json")
+    return parse(await request.read())
+
+
+async def admin_publish(request: web.Request) -> web.Response:
+    _require_operator(request)
+    body = await _json_body(request)
+    drafts = body if isinstance(body, list) else [body]
+    if not drafts or not all(isinstance(d, dict) for d in drafts):
+        raise BadRequest("send one object or a non-empty array of objects")
+    outcomes = await _node(request).publish(drafts)
+    results = [
+        {"id": o.id, "action": o.action, "version": o.version, "seq": o.seq} for o in outcomes
+    ]
+    return _json_response(
+        {"results": results}, status=201 if any(o.seq is not None for o in outcomes) else 200
+    )
+
+
+async def admin_delete(request: web.Request) -> web.Response:
+    _require_operator(request)
+    node = _node(request)
+    outcome = await node.delete(f"{node.base_url}/objects/{request.match_info['slug']}")
+    return _json_response({"id": outcome.id, "action": outcome.action, "seq": outcome.seq})
+
+
+# --- the application ---------------------------------------------------------------------
+
+
+def node_routes(prefix: str) -> list[web.RouteDef]:
+    p = prefix
+    return [
+        web.get(p or "/", node_document),
+        web.get(f"{p}/feed", feed_collection),
+        web.get(f"{p}/feed/{{number}}", feed_page),
+        web.get(f"{p}/log/{{seq}}", log_entry),
+        web.get(f"{p}/checkpoint", checkpoint),
+        web.get(f"{p}/proof/inclusion", inclusion_proof),
+        web.get(f"{p}/proof/consistency", consistency_proof),
+        web.get(f"{p}/keys/{{name}}", key_document),
+        web.get(f"{p}/objects", list_objects),
+        web.get(f"{p}/objects/{{slug}}", get_object),
+        web.get(f"{p}/ns", vocabulary),
+        web.get(f"{p}/ns/v1", context),
+        web.get(f"{p}/schemas/{{name}}.schema.json", schema),
+        web.post(f"{p}/admin/objects", admin_publish),
+        web.delete(f"{p}/admin/objects/{{slug}}", admin_delete),
+    ]
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The node's aiohttp application; opening the store and key happens on startup."""
+    app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
+    app[PAGE_CACHE] = PageCache(settings.page_cache_bytes)
+
+    async def node_context(app: web.Application) -> AsyncIterator[None]:
+        async with open_node(settings) as node:
+            app[NODE] = node
+            yield
+
+    app.cleanup_ctx.append(node_context)
+    routes = node_routes(settings.path_prefix)
+    if settings.path_prefix:
+        routes.append(web.get("/.well-known/exchange", well_known))
+    else:
+        routes.insert(1, web.get("/.well-known/exchange", well_known))
+    app.add_routes(routes)
+    return app

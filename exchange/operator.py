@@ -1,0 +1,185 @@
+"""Operator commands on a node's home: init, publish, delete, objects (the CLI's shell)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from exchange.config import (
+    CONFIG_FILE,
+    Settings,
+    check_settings,
+    render_config,
+    validate_base_url,
+)
+from exchange.documents import read_document, write_secret_json
+from exchange.errors import IntegrityError, UsageError
+from exchange.keys import generate
+from exchange.node import PublishOutcome, open_node, token_digest
+from exchange.timestamps import format_timestamp
+
+__all__ = [
+    "InitResult",
+    "delete_object",
+    "init_node",
+    "list_objects",
+    "publish_files",
+    "rebase_id",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class InitResult:
+    settings: Settings
+    token: str
+    key_path: Path
+
+
+def init_node(
+    home: Path,
+    *,
+    base_url: str,
+    name: str,
+    country: str,
+    language: str = "en",
+    now: datetime | None = None,
+) -> InitResult:
+    """Create a node in ``home``: config, Ed25519 key (mode 0600), store and token."""
+    validate_base_url(base_url)
+    if (home / CONFIG_FILE).exists():
+        raise UsageError(f"{home / CONFIG_FILE} exists: a node is already set up there")
+    if not name.strip():
+        raise UsageError("the node needs a name")
+    moment = now or datetime.now(UTC)
+    key_name = f"{moment.year}-1"
+    parts = urlsplit(base_url)
+    loopback = parts.scheme == "http"
+    token = secrets.token_urlsafe(32)
+    settings = Settings(
+        home=home,
+        base_url=base_url,
+        name=name.strip(),
+        language=language,
+        country=country.upper(),
+        active_key=key_name,
+        token_sha256=token_digest(token),
+        database=home / "exchange.sqlite3",
+        host=(parts.hostname or "127.0.0.1") if loopback else "127.0.0.1",
+        port=(parts.port or 80) if loopback else 8080,
+    )
+    check_settings(settings)
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    settings.key_dir.mkdir(exist_ok=True, mode=0o700)
+    pair = generate(settings.key_id(key_name))
+    key_path = settings.key_dir / f"{key_name}.json"
+    write_secret_json(
+        key_path,
+        {
+            "type": "Multikey",
+            "id": pair.id,
+            "controller": base_url,
+            "publicKeyMultibase": pair.public_multibase,
+            "secretKeyMultibase": pair.secret_multibase,
+            "created": format_timestamp(moment),
+        },
+    )
+    asyncio.run(_create_store(settings))
+    (home / CONFIG_FILE).write_text(render_config(settings), encoding="utf-8")
+    return InitResult(settings, token, key_path)
+
+
+async def _create_store(settings: Settings) -> None:
+    async with open_node(settings):
+        pass
+
+
+def _drafts_from(paths: list[Path]) -> list[Mapping[str, Any]]:
+    drafts: list[Mapping[str, Any]] = []
+    for path in paths:
+        document = read_document(path)
+        items = document if isinstance(document, list) else [document]
+        for item in items:
+            if not isinstance(item, dict):
+                raise IntegrityError(f"{path}: expected an object or a list of objects")
+            drafts.append(item)
+    if not drafts:
+        raise UsageError("nothing to publish")
+    return drafts
+
+
+def rebase_id(draft: Mapping[str, Any], base_url: str) -> dict[str, Any]:
+    """The draft with its id moved under ``base_url/objects/`` (same last part)."""
+    result = dict(draft)
+    object_id = result.get("id")
+    if isinstance(object_id, str) and "/objects/" in object_id:
+        result["id"] = f"{base_url}/objects/{object_id.split('/objects/', 1)[1]}"
+    return result
+
+
+def publish_files(
+    settings: Settings, paths: list[Path], *, rebase_ids: bool = False
+) -> list[PublishOutcome]:
+    """Publish every object of every file in one atomic append: all or nothing."""
+    drafts = _drafts_from(paths)
+    if rebase_ids:
+        drafts = [rebase_id(draft, settings.base_url) for draft in drafts]
+
+    async def run() -> list[PublishOutcome]:
+        async with open_node(settings) as node:
+            return await node.publish(drafts)
+
+    return asyncio.run(run())
+
+
+def delete_object(settings: Settings, reference: str) -> PublishOutcome:
+    object_id = reference if "://" in reference else f"{settings.base_url}/objects/{reference}"
+
+    async def run() -> PublishOutcome:
+        async with open_node(settings) as node:
+            return await node.delete(object_id)
+
+    return asyncio.run(run())
+
+
+def list_objects(
+    settings: Settings, *, origin: str | None, type_name: str | None
+) -> list[dict[str, Any]]:
+    async def run() -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        async with open_node(settings) as node:
+            after = None
+            while True:
+                page = await node.store.list_objects(
+                    origin=origin, type_name=type_name, after=after, limit=500
+                )
+                rows += [
+                    {
+                        "id": r.id,
+                        "type": r.type,
+                        "origin": r.origin,
+                        "version": r.version,
+                        "name": _first_name(r.body),
+                    }
+                    for r in page.items
+                ]
+                if page.next_after is None:
+                    return rows
+                after = page.next_after
+
+    return asyncio.run(run())
+
+
+def _first_name(body: Mapping[str, Any]) -> str:
+    names = body.get("nameMap")
+    if isinstance(names, Mapping) and names:
+        for language in ("en", "nl", "fr"):
+            if language in names:
+                return str(names[language])
+        return str(next(iter(names.values())))
+    return ""

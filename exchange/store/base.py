@@ -1,0 +1,90 @@
+"""The storage interface every backend implements, and the one contract suite tests.
+
+It is narrow on purpose: an atomic :meth:`Store.append` of signed entries together with
+their Merkle nodes, the objects' new state and a checkpoint over the new root; and reads of
+entries, Merkle subtrees, checkpoints and objects. Everything else is computed by the core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from exchange.entries import ObjectRecord, SignedEntry
+
+__all__ = ["Append", "AppendResult", "ObjectPage", "Store", "Transaction"]
+
+
+class Transaction(Protocol):
+    """A consistent view inside :meth:`Store.append`: the log as it is before the append."""
+
+    @property
+    def size(self) -> int: ...
+
+    def get_object(self, object_id: str) -> ObjectRecord | None: ...
+
+    def perfect(self, level: int, index: int) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """What one append writes: entries in seq order and the objects' new state."""
+
+    entries: Sequence[SignedEntry]
+    objects: Sequence[ObjectRecord]
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    append: Append
+    size: int
+    root: bytes
+    checkpoint: str
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectPage:
+    items: Sequence[ObjectRecord]
+    next_after: str | None = field(default=None)
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def append(
+        self,
+        plan: Callable[[Transaction], Append],
+        sign_checkpoint: Callable[[int, bytes], str],
+    ) -> AppendResult:
+        """Run ``plan`` and write its result atomically, with a checkpoint over the new root.
+
+        The transaction commits durably (fsync) before this returns: a checkpoint is never
+        visible before the entries it covers are on disk. An empty plan writes only the
+        checkpoint of the current size if there is none yet (the empty log's first start).
+        """
+        ...
+
+    async def log_size(self) -> int: ...
+
+    async def entries(self, start: int, end: int) -> list[bytes]:
+        """The leaves of entries ``[start, end)`` as stored (JCS bytes)."""
+        ...
+
+    async def subtrees(
+        self, coordinates: Sequence[tuple[int, int]]
+    ) -> dict[tuple[int, int], bytes]:
+        """Perfect subtree hashes at ``(level, index)``; all must exist."""
+        ...
+
+    async def latest_checkpoint(self) -> tuple[int, str] | None: ...
+
+    async def checkpoint(self, size: int) -> str | None: ...
+
+    async def get_object(self, object_id: str) -> ObjectRecord | None: ...
+
+    async def list_objects(
+        self, *, origin: str | None, type_name: str | None, after: str | None, limit: int
+    ) -> ObjectPage: ...

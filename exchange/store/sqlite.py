@@ -1,0 +1,323 @@
+"""The SQLite backend (WAL, synchronous=FULL): the embedded default.
+
+All database work runs on one dedicated thread, so the event loop never waits on disk and
+the connection is never shared between threads. SQL is kept portable for the PostgreSQL
+backend: plain types, no SQLite-only functions in queries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from exchange.entries import ObjectRecord
+from exchange.errors import ExchangeError
+from exchange.merkle import leaf_hash, perfect_subtrees_completed_by, root
+from exchange.store.base import Append, AppendResult, ObjectPage, Transaction
+
+__all__ = ["MIGRATIONS", "SQLiteStore", "StoreError"]
+
+T = TypeVar("T")
+
+
+class StoreError(ExchangeError):
+    """The store is unusable (corrupt, locked, from a newer version)."""
+
+    problem = "store"
+    title = "Storage failure"
+    status = 503
+
+
+#: Versioned schema migrations; a migration is never edited once released.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE log (
+        seq INTEGER PRIMARY KEY,
+        object_id TEXT NOT NULL,
+        leaf BLOB NOT NULL,
+        leaf_hash BLOB NOT NULL
+    );
+    CREATE TABLE merkle (
+        level INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        hash BLOB NOT NULL,
+        PRIMARY KEY (level, idx)
+    );
+    CREATE TABLE checkpoints (
+        size INTEGER PRIMARY KEY,
+        root BLOB NOT NULL,
+        note TEXT NOT NULL
+    );
+    CREATE TABLE objects (
+        id TEXT PRIMARY KEY,
+        origin TEXT NOT NULL,
+        type TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        deleted INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX objects_by_origin ON objects (origin, id);
+    CREATE INDEX objects_by_type ON objects (type, id);
+    """,
+)
+
+
+def _record(row: Sequence[Any]) -> ObjectRecord:
+    object_id, origin, type_name, version, deleted, seq, body = row
+    return ObjectRecord(object_id, origin, type_name, version, bool(deleted), seq, json.loads(body))
+
+
+class _Transaction:
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+        (self._size,) = connection.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM log").fetchone()
+
+    @property
+    def size(self) -> int:
+        return int(self._size)
+
+    def get_object(self, object_id: str) -> ObjectRecord | None:
+        row = self._connection.execute(
+            "SELECT id, origin, type, version, deleted, seq, body FROM objects WHERE id = ?",
+            (object_id,),
+        ).fetchone()
+        return None if row is None else _record(row)
+
+    def perfect(self, level: int, index: int) -> bytes:
+        row = self._connection.execute(
+            "SELECT hash FROM merkle WHERE level = ? AND idx = ?", (level, index)
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"Merkle node ({level}, {index}) is missing: the store is damaged")
+        return bytes(row[0])
+
+
+class SQLiteStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._connection: sqlite3.Connection | None = None
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, work)
+
+    def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._connection is None:
+            raise StoreError("the store is not open")
+        try:
+            return work(self._connection)
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"{self.path}: {error}") from error
+
+    def _open(self) -> None:
+        connection = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30
+        )
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = FULL")
+        connection.execute("PRAGMA foreign_keys = ON")
+        self._connection = connection
+        self._call(self._migrate)
+
+    @staticmethod
+    def _migrate(connection: sqlite3.Connection) -> None:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
+            )
+            row = connection.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            current = row[0] or 0
+            if current > len(MIGRATIONS):
+                raise StoreError(
+                    f"the store has schema version {current}, newer than this exchange "
+                    f"({len(MIGRATIONS)}); upgrade exchange"
+                )
+            for version in range(current + 1, len(MIGRATIONS) + 1):
+                for statement in MIGRATIONS[version - 1].split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
+                connection.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._open)
+
+    async def close(self) -> None:
+        def close(connection: sqlite3.Connection) -> None:
+            connection.close()
+
+        if self._connection is not None:
+            await self._run(close)
+            self._connection = None
+        self._executor.shutdown(wait=True)
+
+    # --- writes ----------------------------------------------------------------------------
+
+    async def append(
+        self,
+        plan: Callable[[Transaction], Append],
+        sign_checkpoint: Callable[[int, bytes], str],
+    ) -> AppendResult:
+        def work(connection: sqlite3.Connection) -> AppendResult:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                result = self._append(connection, plan, sign_checkpoint)
+                connection.execute("COMMIT")  # synchronous=FULL: durable when this returns
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            return result
+
+        return await self._run(work)
+
+    @staticmethod
+    def _append(
+        connection: sqlite3.Connection,
+        plan: Callable[[Transaction], Append],
+        sign_checkpoint: Callable[[int, bytes], str],
+    ) -> AppendResult:
+        transaction = _Transaction(connection)
+        append = plan(transaction)
+        size = transaction.size
+        for offset, entry in enumerate(append.entries):
+            if entry.seq != size + offset:
+                raise StoreError(f"entry seq {entry.seq} does not follow log size {size + offset}")
+            hashed = leaf_hash(entry.leaf)
+            connection.execute(
+                "INSERT INTO log (seq, object_id, leaf, leaf_hash) VALUES (?, ?, ?, ?)",
+                (entry.seq, entry.object_id, entry.leaf, hashed),
+            )
+            connection.executemany(
+                "INSERT INTO merkle (level, idx, hash) VALUES (?, ?, ?)",
+                perfect_subtrees_completed_by(transaction, entry.seq, hashed),
+            )
+        for record in append.objects:
+            connection.execute("DELETE FROM objects WHERE id = ?", (record.id,))
+            connection.execute(
+                "INSERT INTO objects (id, origin, type, version, deleted, seq, body)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.id,
+                    record.origin,
+                    record.type,
+                    record.version,
+                    int(record.deleted),
+                    record.seq,
+                    json.dumps(record.body, ensure_ascii=False, separators=(",", ":")),
+                ),
+            )
+        new_size = size + len(append.entries)
+        new_root = root(transaction, new_size)
+        row = connection.execute(
+            "SELECT note FROM checkpoints WHERE size = ?", (new_size,)
+        ).fetchone()
+        if row is None:  # a new size (or the empty log's first start): sign its checkpoint
+            note = sign_checkpoint(new_size, new_root)
+            connection.execute(
+                "INSERT INTO checkpoints (size, root, note) VALUES (?, ?, ?)",
+                (new_size, new_root, note),
+            )
+        else:
+            note = str(row[0])
+        return AppendResult(append, new_size, new_root, note)
+
+    # --- reads -----------------------------------------------------------------------------
+
+    async def log_size(self) -> int:
+        def work(connection: sqlite3.Connection) -> int:
+            return int(
+                connection.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM log").fetchone()[0]
+            )
+
+        return await self._run(work)
+
+    async def entries(self, start: int, end: int) -> list[bytes]:
+        def work(connection: sqlite3.Connection) -> list[bytes]:
+            rows = connection.execute(
+                "SELECT leaf FROM log WHERE seq >= ? AND seq < ? ORDER BY seq", (start, end)
+            ).fetchall()
+            return [bytes(row[0]) for row in rows]
+
+        return await self._run(work)
+
+    async def subtrees(
+        self, coordinates: Sequence[tuple[int, int]]
+    ) -> dict[tuple[int, int], bytes]:
+        wanted = sorted(set(coordinates))
+
+        def work(connection: sqlite3.Connection) -> dict[tuple[int, int], bytes]:
+            found: dict[tuple[int, int], bytes] = {}
+            for level, index in wanted:
+                row = connection.execute(
+                    "SELECT hash FROM merkle WHERE level = ? AND idx = ?", (level, index)
+                ).fetchone()
+                if row is None:
+                    raise StoreError(f"Merkle node ({level}, {index}) is missing")
+                found[(level, index)] = bytes(row[0])
+            return found
+
+        return await self._run(work)
+
+    async def latest_checkpoint(self) -> tuple[int, str] | None:
+        def work(connection: sqlite3.Connection) -> tuple[int, str] | None:
+            row = connection.execute(
+                "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1"
+            ).fetchone()
+            return None if row is None else (int(row[0]), str(row[1]))
+
+        return await self._run(work)
+
+    async def checkpoint(self, size: int) -> str | None:
+        def work(connection: sqlite3.Connection) -> str | None:
+            row = connection.execute(
+                "SELECT note FROM checkpoints WHERE size = ?", (size,)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._run(work)
+
+    async def get_object(self, object_id: str) -> ObjectRecord | None:
+        def work(connection: sqlite3.Connection) -> ObjectRecord | None:
+            return _Transaction(connection).get_object(object_id)
+
+        return await self._run(work)
+
+    async def list_objects(
+        self, *, origin: str | None, type_name: str | None, after: str | None, limit: int
+    ) -> ObjectPage:
+        clauses, parameters = ["deleted = 0"], []
+        for column, value in (("origin", origin), ("type", type_name)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                parameters.append(value)
+        if after is not None:
+            clauses.append("id > ?")
+            parameters.append(after)
+        query = (
+            "SELECT id, origin, type, version, deleted, seq, body FROM objects WHERE "
+            + " AND ".join(clauses)
+            + " ORDER BY id LIMIT ?"
+        )
+
+        def work(connection: sqlite3.Connection) -> ObjectPage:
+            rows = connection.execute(query, (*parameters, limit + 1)).fetchall()
+            items = [_record(row) for row in rows[:limit]]
+            next_after = items[-1].id if len(rows) > limit else None
+            return ObjectPage(items, next_after)
+
+        return await self._run(work)
