@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 the input is invalid (a proof, schema or I-JSON check f
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -23,7 +24,13 @@ from exchange.documents import read_document, read_key_pair, write_json, write_s
 from exchange.errors import ExchangeError, IntegrityError, InvalidKey, UsageError
 from exchange.http.server import create_app
 from exchange.keys import PublicKey, generate, public_key_from_multibase
-from exchange.operator import delete_object, init_node, list_objects, publish_files
+from exchange.operator import (
+    create_store,
+    delete_object,
+    init_node,
+    list_objects,
+    publish_files,
+)
 from exchange.proof import did_key_resolver, sign_document, verify_document
 from exchange.schema import check, schema_for_type
 from exchange.timestamps import format_timestamp, parse_timestamp
@@ -154,6 +161,7 @@ def _init(args: argparse.Namespace) -> int:
         home, base_url=args.base_url, name=args.name, country=args.country, language=args.language
     )
     settings = result.settings
+    asyncio.run(create_store(settings))
     print(f"created node {settings.name!r} ({settings.country}) in {home}")
     print(f"  base URL:     {settings.base_url}")
     print(f"  signing key:  {settings.key_id(settings.active_key)} ({result.key_path}, mode 0600)")

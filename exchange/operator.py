@@ -26,6 +26,7 @@ from exchange.timestamps import format_timestamp
 
 __all__ = [
     "InitResult",
+    "create_store",
     "delete_object",
     "init_node",
     "list_objects",
@@ -50,7 +51,11 @@ def init_node(
     language: str = "en",
     now: datetime | None = None,
 ) -> InitResult:
-    """Create a node in ``home``: config, Ed25519 key (mode 0600), store and token."""
+    """Create a node in ``home``: config, Ed25519 key (mode 0600) and operator token.
+
+    The store is created by :func:`create_store` (``exchange init`` runs both), or on the
+    node's first start.
+    """
     validate_base_url(base_url)
     if (home / CONFIG_FILE).exists():
         raise UsageError(f"{home / CONFIG_FILE} exists: a node is already set up there")
@@ -89,12 +94,12 @@ def init_node(
             "created": format_timestamp(moment),
         },
     )
-    asyncio.run(_create_store(settings))
     (home / CONFIG_FILE).write_text(render_config(settings), encoding="utf-8")
     return InitResult(settings, token, key_path)
 
 
-async def _create_store(settings: Settings) -> None:
+async def create_store(settings: Settings) -> None:
+    """Create (or migrate) the node's store and sign the empty log's checkpoint."""
     async with open_node(settings):
         pass
 

@@ -13,6 +13,7 @@ import json
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -279,7 +280,8 @@ async def list_objects(request: web.Request) -> web.Response:
     )
     result: dict[str, Any] = {"items": [_object_item(r) for r in page.items], "next": None}
     if page.next_after is not None:
-        result["next"] = str(request.url.update_query({"after": page.next_after}))
+        query = {**request.query, "after": page.next_after}
+        result["next"] = f"{node.base_url}/objects?{urlencode(query)}"
     return _json_response(result)
 
 
