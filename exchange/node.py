@@ -107,7 +107,8 @@ class Node:
                     continue
                 seq = transaction.size + len(entries)
                 activity = "Create" if current is None else "Update"
-                entries.append(self._sign(build_entry(seq, activity, obj, self.base_url, moment)))
+                entry = build_entry(seq, activity, obj, self.base_url, moment)
+                entries.append(self._sign(entry, moment))
                 records[obj["id"]] = self._record(obj, seq)
                 action = "created" if current is None else "updated"
                 outcomes.append(PublishOutcome(obj["id"], action, obj["version"], seq))
@@ -126,7 +127,7 @@ class Node:
                 raise NotFound(f"{object_id}: no object of this node has that id")
             tombstone = tombstone_for(current, moment)
             seq = transaction.size
-            entry = self._sign(build_entry(seq, "Delete", tombstone, self.base_url, moment))
+            entry = self._sign(build_entry(seq, "Delete", tombstone, self.base_url, moment), moment)
             record = ObjectRecord(
                 object_id, self.base_url, current.type, current.version, True, seq, tombstone
             )
@@ -146,8 +147,7 @@ class Node:
     def base_url(self) -> str:
         return self.settings.base_url
 
-    def _sign(self, entry: dict[str, Any]) -> SignedEntry:
-        moment = datetime.fromisoformat(entry["published"].replace("Z", "+00:00"))
+    def _sign(self, entry: dict[str, Any], moment: datetime) -> SignedEntry:
         return sign_entry(entry, self.key, moment, self.settings.max_entry_bytes)
 
     def _record(self, obj: Mapping[str, Any], seq: int) -> ObjectRecord:
