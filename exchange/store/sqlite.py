@@ -236,6 +236,16 @@ class SQLiteStore:
             note = str(row[0])
         return AppendResult(append, new_size, new_root, note)
 
+    async def durability(self) -> tuple[int, str]:
+        """The settings that make a commit durable: ``(PRAGMA synchronous, journal_mode)``."""
+
+        def work(connection: sqlite3.Connection) -> tuple[int, str]:
+            synchronous = connection.execute("PRAGMA synchronous").fetchone()[0]
+            journal_mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
+            return int(synchronous), str(journal_mode)
+
+        return await self._run(work)
+
     # --- reads -----------------------------------------------------------------------------
 
     async def log_size(self) -> int:
