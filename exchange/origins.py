@@ -1,0 +1,101 @@
+"""Web origins (RFC 6454): the one place where two URLs are compared for authority.
+
+Origins are (scheme, host, port) triples after normalisation, never strings
+(protocol.md §7 rule 1): the scheme and host are lower-cased, a trailing dot is dropped,
+an internationalised host is converted to its IDNA A-label, and the default port is made
+explicit. A URL with user information, an empty host, or an encoded slash or backslash in
+its host is refused: such URLs only ever serve to confuse a comparison.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import idna
+
+from exchange.errors import IntegrityError
+
+__all__ = ["Origin", "OriginError", "is_under", "origin", "same_origin"]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class OriginError(IntegrityError):
+    """A URL that has no well-defined origin, or that names another node."""
+
+    problem = "origin"
+    title = "Origin check failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    scheme: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        default = _DEFAULT_PORTS.get(self.scheme)
+        port = "" if self.port == default else f":{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}{port}"
+
+
+def _host(raw: str, url: str) -> str:
+    host = raw.lower()
+    if any(char in host for char in "%\\/@") or not host:
+        raise OriginError(f"{url!r} has a host that cannot be compared safely")
+    if host.startswith("["):
+        return host.strip("[]")
+    if host.endswith("."):
+        host = host[:-1]
+    if not host or ".." in host:
+        raise OriginError(f"{url!r} has an empty host label")
+    if not host.isascii():
+        try:
+            host = idna.encode(host, uts46=True).decode("ascii")
+        except idna.IDNAError as error:
+            raise OriginError(f"{url!r} has an invalid internationalised host: {error}") from None
+    return host
+
+
+def origin(url: str) -> Origin:
+    """The RFC 6454 origin of an http(s) URL, normalised; raise OriginError otherwise."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        raise OriginError(f"{url!r} is not a URL: {error}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        raise OriginError(f"{url!r} is not an http(s) URL")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise OriginError(f"{url!r} carries user information")
+    hostname = parts.netloc.rsplit(":", 1)[0] if port is not None else parts.netloc
+    host = _host(hostname, url)
+    return Origin(scheme, host, port if port is not None else _DEFAULT_PORTS[scheme])
+
+
+def same_origin(first: str, second: str) -> bool:
+    return origin(first) == origin(second)
+
+
+def _path(url: str) -> str:
+    path = urlsplit(url).path
+    lowered = path.lower()
+    if "%2f" in lowered or "%5c" in lowered or "\\" in path:
+        raise OriginError(f"{url!r} has an encoded slash in its path")
+    if any(segment in (".", "..") for segment in path.split("/")):
+        raise OriginError(f"{url!r} has a dot segment in its path")
+    return path
+
+
+def is_under(url: str, base_url: str) -> bool:
+    """True when ``url`` is ``base_url`` itself or lies below it (protocol.md §7 rule 1)."""
+    if origin(url) != origin(base_url):
+        return False
+    parts = urlsplit(url)
+    if parts.query or parts.fragment:
+        return False
+    path, base_path = _path(url), _path(base_url).rstrip("/")
+    return path == base_path or path.startswith(base_path + "/")
