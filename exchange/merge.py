@@ -1,0 +1,209 @@
+"""Verifying a partner's entries and deciding what they change (protocol.md §3, §7).
+
+Pure: :func:`verify_entry` checks one entry of origin ``B`` (shape, schema, ids, origin
+authority, proof by a key of ``B`` valid at its time) and returns a :class:`VerifiedEntry`
+or raises an :class:`~exchange.errors.IntegrityError` whose message is the recorded reason.
+:func:`decide` maps (stored state, verified entry) to an :class:`Outcome`. Ordering,
+idempotence by ``seq`` and checkpoint consistency (rules 2, 3, 7) are the ingest shell's.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from exchange.canonical import canonicalize
+from exchange.entries import ObjectRecord
+from exchange.errors import IntegrityError, InvalidKey, SchemaError
+from exchange.keys import PublicKey, public_key_from_multibase
+from exchange.merkle import leaf_hash
+from exchange.origins import OriginError, is_under
+from exchange.proof import verify_document
+from exchange.schema import check
+from exchange.timestamps import parse_timestamp
+
+__all__ = [
+    "FORBIDDEN_KEYWORDS",
+    "KeyRing",
+    "MergeRejected",
+    "Outcome",
+    "VerifiedEntry",
+    "check_shape",
+    "decide",
+    "keyring_from_node_document",
+    "verify_entry",
+]
+
+#: protocol.md §3: reshaping signed JSON-LD with these kept signatures valid in real exploits.
+FORBIDDEN_KEYWORDS = frozenset({"@graph", "@reverse", "@included", "@nest", "@id", "@type"})
+
+
+class MergeRejected(IntegrityError):
+    """An entry that verifies but breaks a merge rule (rules 4, 5)."""
+
+    problem = "merge-rule"
+    title = "Entry breaks a merge rule"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRing:
+    """The keys a partner's node document lists, with their validity windows."""
+
+    base_url: str
+    keys: tuple[PublicKey, ...]
+
+    def resolve(self, method: str) -> PublicKey:
+        for key in self.keys:
+            if key.id == method:
+                return key
+        raise InvalidKey(f"verificationMethod {method} is not a key of {self.base_url}")
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedEntry:
+    origin: str
+    seq: int
+    activity: str  # Create | Update | Delete | Redacted
+    object_id: str | None
+    document: Mapping[str, Any]
+    leaf_hash: bytes
+
+
+def check_shape(entry: Mapping[str, Any]) -> None:
+    """protocol.md §3: no JSON-LD keyword but ``@context``, and that only at the top and in
+    the proof."""
+    stack: list[tuple[object, str]] = [(entry, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, Mapping):
+            for name, value in node.items():
+                where = f"{path}/{name}"
+                if name in FORBIDDEN_KEYWORDS:
+                    raise SchemaError(f"{where}: the JSON-LD keyword {name} is not allowed")
+                if name == "@context" and path not in ("", "/proof"):
+                    raise SchemaError(
+                        f"{where}: @context is allowed only at the top and in the proof"
+                    )
+                stack.append((value, where))
+        elif isinstance(node, list):
+            stack.extend((item, f"{path}/{index}") for index, item in enumerate(node))
+
+
+def _redacted(entry: Mapping[str, Any], base_url: str, seq: int) -> VerifiedEntry:
+    check(entry, "entry")
+    try:
+        hashed = base64.b64decode(str(entry["leafHash"]), validate=True)
+    except binascii.Error:
+        raise SchemaError("/leafHash: not base64") from None
+    return VerifiedEntry(base_url, seq, "Redacted", None, entry, hashed)
+
+
+def verify_entry(
+    entry: Mapping[str, Any],
+    *,
+    base_url: str,
+    expected_seq: int,
+    keys: KeyRing,
+    now: datetime,
+    max_entry_bytes: int = 256 * 1024,
+    max_clock_skew_s: int = 300,
+) -> VerifiedEntry:
+    """Verify entry ``expected_seq`` of the log of ``base_url``, or raise with the reason."""
+    leaf = canonicalize(entry)  # also re-checks I-JSON
+    if len(leaf) > max_entry_bytes:
+        raise SchemaError(f"the entry is {len(leaf)} bytes; at most {max_entry_bytes} are allowed")
+    if entry.get("seq") != expected_seq:
+        raise SchemaError(f"/seq: expected {expected_seq}, got {entry.get('seq')!r}")
+    if entry.get("id") != f"{base_url}/log/{expected_seq}":
+        raise OriginError(f"/id: expected {base_url}/log/{expected_seq}")
+    if entry.get("type") == "Redacted":
+        return _redacted(entry, base_url, expected_seq)
+    check_shape(entry)
+    check(entry, "entry")
+    # Rule 1: origin authority.
+    if entry["actor"] != base_url or not is_under(entry["actor"], base_url):
+        raise OriginError(f"/actor: {entry['actor']!r} is not {base_url}")
+    object_id = str(entry["object"]["id"])
+    if not is_under(object_id, base_url):
+        raise OriginError(f"/object/id: {object_id!r} is not under {base_url}")
+    if object_id == base_url and entry["object"].get("type") != "Service":
+        raise OriginError("/object/id: only the node document has the node's own id")
+    attributed = entry["object"].get("attributedTo")
+    if attributed is not None and attributed != base_url:
+        raise OriginError(f"/object/attributedTo: {attributed!r} is not {base_url}")
+    method = str(entry["proof"]["verificationMethod"])
+    if not is_under(method, base_url):
+        raise OriginError(f"/proof/verificationMethod: {method!r} is not a key of {base_url}")
+    verify_document(entry, keys.resolve, now, max_clock_skew_s=max_clock_skew_s)
+    return VerifiedEntry(
+        base_url, expected_seq, str(entry["type"]), object_id, entry, leaf_hash(leaf)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a verified entry does to the merged store."""
+
+    action: str  # create | update | delete | node-document | redact | skip
+    record: ObjectRecord | None = None
+    reason: str = ""
+
+
+def decide(current: ObjectRecord | None, entry: VerifiedEntry) -> Outcome:
+    """protocol.md §7 rules 4 and 5 for one verified entry; raises MergeRejected."""
+    if entry.activity == "Redacted":
+        return Outcome("redact")
+    obj = entry.document["object"]
+    if entry.activity == "Update" and obj.get("type") == "Service":
+        return Outcome("node-document")
+    assert entry.object_id is not None
+    if entry.activity == "Delete":
+        if current is not None and current.deleted:
+            return Outcome("skip", reason="already deleted")
+        record = ObjectRecord(
+            entry.object_id,
+            entry.origin,
+            str(obj["formerType"]),
+            current.version if current else 0,
+            True,
+            entry.seq,
+            obj,
+        )
+        return Outcome("delete", record)
+    if current is not None and current.deleted:
+        raise MergeRejected(
+            f"{entry.object_id} was deleted; a {entry.activity} never revives it (rule 5)"
+        )
+    version = int(obj["version"])
+    if current is not None and version <= current.version:
+        raise MergeRejected(
+            f"version {version} of {entry.object_id} is not newer than the stored "
+            f"version {current.version} (rule 4)"
+        )
+    if current is not None and current.type != obj["type"]:
+        raise MergeRejected(
+            f"{entry.object_id} is a {current.type}; an update cannot change its type"
+        )
+    record = ObjectRecord(
+        entry.object_id, entry.origin, str(obj["type"]), version, False, entry.seq, obj
+    )
+    return Outcome("create" if current is None else "update", record)
+
+
+def keyring_from_node_document(document: Mapping[str, Any]) -> KeyRing:
+    """The keys of a (verified or pinned) node document, with their validity windows."""
+    base_url = str(document["id"])
+    keys: list[PublicKey] = []
+    methods: Sequence[Mapping[str, Any]] = document.get("assertionMethod", [])
+    for method in methods:
+        key = public_key_from_multibase(str(method["id"]), str(method["publicKeyMultibase"]))
+        created = parse_timestamp(method["created"]) if method.get("created") else None
+        revoked = parse_timestamp(method["revoked"]) if method.get("revoked") else None
+        keys.append(PublicKey(key.id, key.raw, created=created, revoked=revoked))
+    if not keys:
+        raise InvalidKey(f"the node document of {base_url} lists no keys")
+    return KeyRing(base_url, tuple(keys))
