@@ -221,9 +221,22 @@ class MemorySubtrees:
 class CompactRange:
     """The root of a growing tree in O(log n) memory: one hash per set bit of the size."""
 
-    def __init__(self) -> None:
-        self._peaks: list[tuple[int, bytes]] = []  # (level, hash), highest level first
-        self.size = 0
+    def __init__(self, size: int = 0, peaks: Sequence[bytes] = ()) -> None:
+        """A range over ``size`` leaves from its peaks (highest first), as :attr:`peaks` gives."""
+        levels = [level for level in range(size.bit_length() - 1, -1, -1) if size >> level & 1]
+        if len(levels) != len(peaks):
+            raise MerkleProofError(
+                f"a tree of size {size} has {len(levels)} peaks, not {len(peaks)}"
+            )
+        self._peaks: list[tuple[int, bytes]] = list(zip(levels, peaks, strict=True))
+        self.size = size
+
+    @property
+    def peaks(self) -> list[bytes]:
+        return [value for _, value in self._peaks]
+
+    def copy(self) -> CompactRange:
+        return CompactRange(self.size, self.peaks)
 
     def append_hash(self, leaf_hash_value: bytes) -> None:
         level, current = 0, leaf_hash_value

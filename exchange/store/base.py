@@ -7,13 +7,23 @@ entries, Merkle subtrees, checkpoints and objects. Everything else is computed b
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
+from exchange.delivery import DeliveryState
 from exchange.entries import ObjectRecord, SignedEntry
+from exchange.partners import OriginState, Partner, Rejection
 
-__all__ = ["Append", "AppendResult", "ObjectPage", "Store", "Transaction"]
+__all__ = [
+    "Append",
+    "AppendResult",
+    "MergeView",
+    "MergeWrite",
+    "ObjectPage",
+    "Store",
+    "Transaction",
+]
 
 
 class Transaction(Protocol):
@@ -41,6 +51,25 @@ class AppendResult:
     size: int
     root: bytes
     checkpoint: str
+
+
+class MergeView(Protocol):
+    """A consistent view inside :meth:`Store.merge`."""
+
+    def origin_state(self, base_url: str) -> OriginState | None: ...
+
+    def get_object(self, object_id: str) -> ObjectRecord | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MergeWrite:
+    """What merging a run of one origin's entries writes, all in one transaction."""
+
+    origin: OriginState
+    received: Sequence[tuple[int, bytes, str]] = ()  # (seq, leaf hash, verified entry JSON)
+    objects: Sequence[ObjectRecord] = ()
+    rejections: Sequence[Rejection] = ()
+    partner_document: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,3 +117,31 @@ class Store(Protocol):
     async def list_objects(
         self, *, origin: str | None, type_name: str | None, after: str | None, limit: int
     ) -> ObjectPage: ...
+
+    async def put_partner(self, partner: Partner) -> None: ...
+
+    async def remove_partner(self, base_url: str) -> bool: ...
+
+    async def get_partner(self, base_url: str) -> Partner | None: ...
+
+    async def list_partners(self) -> list[Partner]: ...
+
+    async def origin_state(self, base_url: str) -> OriginState | None: ...
+
+    async def list_origin_states(self) -> list[OriginState]: ...
+
+    async def merge(self, plan: Callable[[MergeView], MergeWrite]) -> MergeWrite:
+        """Run ``plan`` and write its result in one durable transaction."""
+        ...
+
+    async def add_rejections(self, rejections: Sequence[Rejection]) -> None: ...
+
+    async def list_rejections(self, limit: int = 100) -> list[Rejection]: ...
+
+    async def received_entries(self, origin: str, start: int, end: int) -> list[str]: ...
+
+    async def get_delivery(self, partner: str) -> DeliveryState | None: ...
+
+    async def list_deliveries(self) -> list[DeliveryState]: ...
+
+    async def put_delivery(self, state: DeliveryState) -> None: ...

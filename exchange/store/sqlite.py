@@ -12,13 +12,16 @@ import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from exchange.delivery import DeliveryState
 from exchange.entries import ObjectRecord
 from exchange.errors import ExchangeError
 from exchange.merkle import leaf_hash, perfect_subtrees_completed_by, root
-from exchange.store.base import Append, AppendResult, ObjectPage, Transaction
+from exchange.partners import OriginState, Partner, Rejection
+from exchange.store.base import Append, AppendResult, MergeView, MergeWrite, ObjectPage, Transaction
 
 __all__ = ["MIGRATIONS", "SQLiteStore", "StoreError"]
 
@@ -65,12 +68,83 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX objects_by_origin ON objects (origin, id);
     CREATE INDEX objects_by_type ON objects (type, id);
     """,
+    """
+    CREATE TABLE partners (
+        base_url TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        country TEXT NOT NULL,
+        document TEXT NOT NULL,
+        approved INTEGER NOT NULL,
+        following TEXT NOT NULL,
+        subscriber INTEGER NOT NULL,
+        added_at TEXT NOT NULL
+    );
+    CREATE TABLE origins (
+        base_url TEXT PRIMARY KEY,
+        next_seq INTEGER NOT NULL,
+        peaks TEXT NOT NULL,
+        checkpoint_size INTEGER NOT NULL,
+        checkpoint_root BLOB NOT NULL,
+        checkpoint_note TEXT NOT NULL,
+        halted INTEGER NOT NULL,
+        halt_reason TEXT NOT NULL,
+        evidence TEXT NOT NULL
+    );
+    CREATE TABLE received (
+        origin TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        leaf_hash BLOB NOT NULL,
+        entry TEXT NOT NULL,
+        PRIMARY KEY (origin, seq)
+    );
+    CREATE TABLE rejections (
+        id INTEGER PRIMARY KEY,
+        origin TEXT NOT NULL,
+        seq INTEGER,
+        reason TEXT NOT NULL,
+        problem TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE TABLE deliveries (
+        partner TEXT PRIMARY KEY,
+        delivered INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_attempt_at TEXT NOT NULL,
+        breaker TEXT NOT NULL,
+        last_error TEXT NOT NULL
+    );
+    """,
 )
 
 
 def _record(row: Sequence[Any]) -> ObjectRecord:
     object_id, origin, type_name, version, deleted, seq, body = row
     return ObjectRecord(object_id, origin, type_name, version, bool(deleted), seq, json.loads(body))
+
+
+def _put_object(connection: sqlite3.Connection, record: ObjectRecord) -> None:
+    connection.execute("DELETE FROM objects WHERE id = ?", (record.id,))
+    connection.execute(
+        "INSERT INTO objects (id, origin, type, version, deleted, seq, body)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            record.id,
+            record.origin,
+            record.type,
+            record.version,
+            int(record.deleted),
+            record.seq,
+            json.dumps(record.body, ensure_ascii=False, separators=(",", ":")),
+        ),
+    )
+
+
+def _get_object(connection: sqlite3.Connection, object_id: str) -> ObjectRecord | None:
+    row = connection.execute(
+        "SELECT id, origin, type, version, deleted, seq, body FROM objects WHERE id = ?",
+        (object_id,),
+    ).fetchone()
+    return None if row is None else _record(row)
 
 
 class _Transaction:
@@ -83,11 +157,7 @@ class _Transaction:
         return int(self._size)
 
     def get_object(self, object_id: str) -> ObjectRecord | None:
-        row = self._connection.execute(
-            "SELECT id, origin, type, version, deleted, seq, body FROM objects WHERE id = ?",
-            (object_id,),
-        ).fetchone()
-        return None if row is None else _record(row)
+        return _get_object(self._connection, object_id)
 
     def perfect(self, level: int, index: int) -> bytes:
         row = self._connection.execute(
@@ -207,20 +277,7 @@ class SQLiteStore:
                 perfect_subtrees_completed_by(transaction, entry.seq, hashed),
             )
         for record in append.objects:
-            connection.execute("DELETE FROM objects WHERE id = ?", (record.id,))
-            connection.execute(
-                "INSERT INTO objects (id, origin, type, version, deleted, seq, body)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.id,
-                    record.origin,
-                    record.type,
-                    record.version,
-                    int(record.deleted),
-                    record.seq,
-                    json.dumps(record.body, ensure_ascii=False, separators=(",", ":")),
-                ),
-            )
+            _put_object(connection, record)
         new_size = size + len(append.entries)
         new_root = root(transaction, new_size)
         row = connection.execute(
@@ -331,3 +388,251 @@ class SQLiteStore:
             return ObjectPage(items, next_after)
 
         return await self._run(work)
+
+    # --- federation: partners, origins, merged entries, rejections, deliveries -----------
+
+    async def put_partner(self, partner: Partner) -> None:
+        def work(connection: sqlite3.Connection) -> None:
+            connection.execute("DELETE FROM partners WHERE base_url = ?", (partner.base_url,))
+            connection.execute(
+                "INSERT INTO partners (base_url, name, country, document, approved, following,"
+                " subscriber, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    partner.base_url,
+                    partner.name,
+                    partner.country,
+                    _dumps(partner.document),
+                    int(partner.approved),
+                    partner.following,
+                    int(partner.subscriber),
+                    partner.added_at,
+                ),
+            )
+
+        await self._run(work)
+
+    async def remove_partner(self, base_url: str) -> bool:
+        def work(connection: sqlite3.Connection) -> bool:
+            removed = connection.execute("DELETE FROM partners WHERE base_url = ?", (base_url,))
+            connection.execute("DELETE FROM deliveries WHERE partner = ?", (base_url,))
+            return removed.rowcount > 0
+
+        return await self._run(work)
+
+    async def get_partner(self, base_url: str) -> Partner | None:
+        def work(connection: sqlite3.Connection) -> Partner | None:
+            row = connection.execute(
+                f"SELECT {_PARTNER_COLUMNS} FROM partners WHERE base_url = ?", (base_url,)
+            ).fetchone()
+            return None if row is None else _partner(row)
+
+        return await self._run(work)
+
+    async def list_partners(self) -> list[Partner]:
+        def work(connection: sqlite3.Connection) -> list[Partner]:
+            rows = connection.execute(
+                f"SELECT {_PARTNER_COLUMNS} FROM partners ORDER BY base_url"
+            ).fetchall()
+            return [_partner(row) for row in rows]
+
+        return await self._run(work)
+
+    async def origin_state(self, base_url: str) -> OriginState | None:
+        def work(connection: sqlite3.Connection) -> OriginState | None:
+            return _MergeView(connection).origin_state(base_url)
+
+        return await self._run(work)
+
+    async def list_origin_states(self) -> list[OriginState]:
+        def work(connection: sqlite3.Connection) -> list[OriginState]:
+            rows = connection.execute(
+                f"SELECT {_ORIGIN_COLUMNS} FROM origins ORDER BY base_url"
+            ).fetchall()
+            return [_origin(row) for row in rows]
+
+        return await self._run(work)
+
+    async def merge(self, plan: Callable[[MergeView], MergeWrite]) -> MergeWrite:
+        """Apply ``plan``'s writes for one origin in one durable transaction."""
+
+        def work(connection: sqlite3.Connection) -> MergeWrite:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                write = plan(_MergeView(connection))
+                _write_merge(connection, write)
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            return write
+
+        return await self._run(work)
+
+    async def add_rejections(self, rejections: Sequence[Rejection]) -> None:
+        def work(connection: sqlite3.Connection) -> None:
+            _insert_rejections(connection, rejections)
+
+        await self._run(work)
+
+    async def list_rejections(self, limit: int = 100) -> list[Rejection]:
+        def work(connection: sqlite3.Connection) -> list[Rejection]:
+            rows = connection.execute(
+                "SELECT origin, seq, reason, problem, at FROM rejections ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [Rejection(*row) for row in rows]
+
+        return await self._run(work)
+
+    async def received_entries(self, origin: str, start: int, end: int) -> list[str]:
+        def work(connection: sqlite3.Connection) -> list[str]:
+            rows = connection.execute(
+                "SELECT entry FROM received WHERE origin = ? AND seq >= ? AND seq < ? ORDER BY seq",
+                (origin, start, end),
+            ).fetchall()
+            return [str(row[0]) for row in rows]
+
+        return await self._run(work)
+
+    async def get_delivery(self, partner: str) -> DeliveryState | None:
+        def work(connection: sqlite3.Connection) -> DeliveryState | None:
+            row = connection.execute(
+                "SELECT partner, delivered, attempts, next_attempt_at, breaker, last_error"
+                " FROM deliveries WHERE partner = ?",
+                (partner,),
+            ).fetchone()
+            return None if row is None else _delivery(row)
+
+        return await self._run(work)
+
+    async def list_deliveries(self) -> list[DeliveryState]:
+        def work(connection: sqlite3.Connection) -> list[DeliveryState]:
+            rows = connection.execute(
+                "SELECT partner, delivered, attempts, next_attempt_at, breaker, last_error"
+                " FROM deliveries ORDER BY partner"
+            ).fetchall()
+            return [_delivery(row) for row in rows]
+
+        return await self._run(work)
+
+    async def put_delivery(self, state: DeliveryState) -> None:
+        def work(connection: sqlite3.Connection) -> None:
+            connection.execute("DELETE FROM deliveries WHERE partner = ?", (state.partner,))
+            connection.execute(
+                "INSERT INTO deliveries (partner, delivered, attempts, next_attempt_at, breaker,"
+                " last_error) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    state.partner,
+                    state.delivered,
+                    state.attempts,
+                    state.next_attempt_at.isoformat(),
+                    state.breaker,
+                    state.last_error,
+                ),
+            )
+
+        await self._run(work)
+
+
+_PARTNER_COLUMNS = "base_url, name, country, document, approved, following, subscriber, added_at"
+_ORIGIN_COLUMNS = (
+    "base_url, next_seq, peaks, checkpoint_size, checkpoint_root, checkpoint_note, halted,"
+    " halt_reason, evidence"
+)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _partner(row: Sequence[Any]) -> Partner:
+    base_url, name, country, document, approved, following, subscriber, added_at = row
+    return Partner(
+        base_url,
+        name,
+        country,
+        json.loads(document),
+        bool(approved),
+        following,
+        bool(subscriber),
+        added_at,
+    )
+
+
+def _origin(row: Sequence[Any]) -> OriginState:
+    base_url, next_seq, peaks, size, root_hash, note, halted, reason, evidence = row
+    return OriginState(
+        base_url,
+        int(next_seq),
+        tuple(bytes.fromhex(p) for p in json.loads(peaks)),
+        int(size),
+        bytes(root_hash),
+        str(note),
+        bool(halted),
+        str(reason),
+        tuple(json.loads(evidence)),
+    )
+
+
+def _delivery(row: Sequence[Any]) -> DeliveryState:
+    partner, delivered, attempts, next_attempt_at, breaker, last_error = row
+    return DeliveryState(
+        partner,
+        int(delivered),
+        int(attempts),
+        datetime.fromisoformat(next_attempt_at),
+        breaker,
+        last_error,
+    )
+
+
+class _MergeView:
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+
+    def origin_state(self, base_url: str) -> OriginState | None:
+        row = self._connection.execute(
+            f"SELECT {_ORIGIN_COLUMNS} FROM origins WHERE base_url = ?", (base_url,)
+        ).fetchone()
+        return None if row is None else _origin(row)
+
+    def get_object(self, object_id: str) -> ObjectRecord | None:
+        return _get_object(self._connection, object_id)
+
+
+def _insert_rejections(connection: sqlite3.Connection, rejections: Sequence[Rejection]) -> None:
+    connection.executemany(
+        "INSERT INTO rejections (origin, seq, reason, problem, at) VALUES (?, ?, ?, ?, ?)",
+        [(r.origin, r.seq, r.reason, r.problem, r.at) for r in rejections],
+    )
+
+
+def _write_merge(connection: sqlite3.Connection, write: MergeWrite) -> None:
+    state = write.origin
+    connection.execute("DELETE FROM origins WHERE base_url = ?", (state.base_url,))
+    connection.execute(
+        f"INSERT INTO origins ({_ORIGIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            state.base_url,
+            state.next_seq,
+            json.dumps([p.hex() for p in state.peaks]),
+            state.checkpoint_size,
+            state.checkpoint_root,
+            state.checkpoint_note,
+            int(state.halted),
+            state.halt_reason,
+            json.dumps(list(state.evidence)),
+        ),
+    )
+    connection.executemany(
+        "INSERT INTO received (origin, seq, leaf_hash, entry) VALUES (?, ?, ?, ?)",
+        [(state.base_url, seq, hashed, entry) for seq, hashed, entry in write.received],
+    )
+    for record in write.objects:
+        _put_object(connection, record)
+    _insert_rejections(connection, write.rejections)
+    if write.partner_document is not None:
+        connection.execute(
+            "UPDATE partners SET document = ? WHERE base_url = ?",
+            (_dumps(write.partner_document), state.base_url),
+        )
