@@ -72,6 +72,9 @@ class Settings:
     max_entry_bytes: int = 256 * 1024
     max_clock_skew_s: int = 300
     page_cache_bytes: int = 32 * 1024 * 1024
+    sync_interval_s: float = 60.0
+    delivery_interval_s: float = 0.25
+    inbox_requests_per_minute: int = 600
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property

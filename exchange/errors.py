@@ -4,6 +4,7 @@
     ├── IntegrityError                 the input is wrong; retrying it as it is never helps
     │   ├── InvalidJSON                not I-JSON: duplicate member, lone surrogate, NaN, big int...
     │   ├── SchemaError                fails its JSON Schema; carries pointer + message per issue
+    │   ├── SignatureError             an RFC 9421 HTTP message signature does not verify (401)
     │   ├── ProofError                 a Data Integrity proof does not verify
     │   │   └── InvalidKey             a key is malformed, unknown or not valid at that time
     │   ├── MerkleProofError           an inclusion or consistency proof does not hold
@@ -31,6 +32,7 @@ __all__ = [
     "ProofError",
     "ResourceMissing",
     "SchemaError",
+    "SignatureError",
     "UsageError",
 ]
 
@@ -101,6 +103,17 @@ class SchemaError(IntegrityError):
     problem = "schema"
     title = "Document does not match its schema"
     status = 422
+
+
+class SignatureError(IntegrityError):
+    """An RFC 9421 HTTP message signature is missing, malformed, stale or does not verify.
+
+    The detail names the check that failed. 401: the request is not authenticated.
+    """
+
+    problem = "http-signature"
+    title = "HTTP signature does not verify"
+    status = 401
 
 
 class ProofError(IntegrityError):

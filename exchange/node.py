@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -61,6 +61,8 @@ class Node:
         self.store = store
         self.key = key
         self.key_created = key_created
+        #: Called after every append that wrote entries (wakes the delivery worker).
+        self.on_append: Callable[[], None] | None = None
 
     @classmethod
     def key_path(cls, settings: Settings) -> Path:
@@ -114,7 +116,7 @@ class Node:
                 outcomes.append(PublishOutcome(obj["id"], action, obj["version"], seq))
             return Append(entries, list(records.values()))
 
-        await self.store.append(plan, self.sign_checkpoint)
+        await self._append(plan)
         return list(outcomes)
 
     async def delete(self, object_id: str, now: datetime | None = None) -> PublishOutcome:
@@ -134,12 +136,18 @@ class Node:
             outcome[:] = [PublishOutcome(object_id, "deleted", current.version, seq)]
             return Append([entry], [record])
 
-        await self.store.append(plan, self.sign_checkpoint)
+        await self._append(plan)
         return outcome[0]
 
     async def ensure_checkpoint(self) -> AppendResult:
         """Sign the current size's checkpoint if missing, so /checkpoint always answers."""
         return await self.store.append(lambda _: Append([], []), self.sign_checkpoint)
+
+    async def _append(self, plan: Callable[[Transaction], Append]) -> AppendResult:
+        result = await self.store.append(plan, self.sign_checkpoint)
+        if result.append.entries and self.on_append is not None:
+            self.on_append()
+        return result
 
     # --- building blocks ------------------------------------------------------------------
 

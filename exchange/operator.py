@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from exchange.config import (
@@ -18,20 +19,30 @@ from exchange.config import (
     render_config,
     validate_base_url,
 )
+from exchange.delivery import DeliveryState
 from exchange.documents import read_document, write_secret_json
 from exchange.errors import IntegrityError, UsageError
+from exchange.federation import Federation
+from exchange.http.client import fetcher
 from exchange.keys import generate
 from exchange.node import PublishOutcome, open_node, token_digest
+from exchange.partners import OriginState, Partner
 from exchange.timestamps import format_timestamp
+
+T = TypeVar("T")
 
 __all__ = [
     "InitResult",
+    "PartnerStatus",
     "create_store",
     "delete_object",
     "init_node",
     "list_objects",
+    "open_federation",
+    "partner_statuses",
     "publish_files",
     "rebase_id",
+    "run_federation",
 ]
 
 
@@ -188,3 +199,42 @@ def _first_name(body: Mapping[str, Any]) -> str:
                 return str(names[language])
         return str(next(iter(names.values())))
     return ""
+
+
+@asynccontextmanager
+async def open_federation(settings: Settings) -> AsyncIterator[Federation]:
+    """The node's federation with an HTTP client, for one CLI command."""
+    async with open_node(settings) as node, fetcher(node.key) as client:
+        yield Federation(node, client)
+
+
+def run_federation(settings: Settings, work: Callable[[Federation], Awaitable[T]]) -> T:
+    async def run() -> T:
+        async with open_federation(settings) as federation:
+            return await work(federation)
+
+    return asyncio.run(run())
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerStatus:
+    partner: Partner
+    origin: OriginState | None
+    delivery: DeliveryState | None
+    log_size: int
+
+
+async def partner_statuses(federation: Federation) -> list[PartnerStatus]:
+    store = federation.store
+    size = await store.log_size()
+    statuses = []
+    for partner in await store.list_partners():
+        statuses.append(
+            PartnerStatus(
+                partner,
+                await store.origin_state(partner.base_url),
+                await store.get_delivery(partner.base_url),
+                size,
+            )
+        )
+    return statuses

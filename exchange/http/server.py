@@ -7,11 +7,15 @@ one middleware in :mod:`exchange.http.problems`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import html
 import json
+import logging
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,16 +25,23 @@ from exchange import feed, merkle
 from exchange.canonical import parse
 from exchange.config import Settings
 from exchange.entries import ObjectRecord
-from exchange.errors import UsageError
+from exchange.errors import InvalidKey, SignatureError, UsageError
+from exchange.federation import Federation, run_periodically
+from exchange.http.client import fetcher
 from exchange.http.negotiation import preferred
 from exchange.http.problems import problem_middleware
+from exchange.httpsig import signature_key_id, verify_request
+from exchange.merge import keyring_from_node_document
 from exchange.node import Node, NotFound, open_node
+from exchange.origins import is_under
+from exchange.partners import Partner
 from exchange.resources import data_dir, read_json
 from exchange.schema import schema_document
 
 __all__ = ["NODE", "PageCache", "create_app", "node_routes"]
 
 NODE = web.AppKey("node", Node)
+FEDERATION = web.AppKey("federation", Federation)
 ACTIVITY_JSON = feed.ACTIVITY_JSON
 LD_JSON = "application/ld+json"
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -377,6 +388,96 @@ async def admin_delete(request: web.Request) -> web.Response:
     return _json_response({"id": outcome.id, "action": outcome.action, "seq": outcome.seq})
 
 
+# --- the inbox (protocol.md §6) ----------------------------------------------------------
+
+
+INBOX_MEDIA_TYPES = (ACTIVITY_JSON, LD_JSON)
+
+
+class Forbidden(UsageError):
+    problem = "forbidden"
+    title = "Not a partner"
+    status = 403
+
+
+class RateLimiter:
+    """A token bucket per partner: ``per_minute`` requests, bursts up to a tenth of it."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = max(1.0, per_minute / 10.0)
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, key: str, now: float) -> bool:
+        tokens, last = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return False
+        self._buckets[key] = (tokens - 1.0, now)
+        return True
+
+
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+_log = logging.getLogger(__name__)
+
+
+async def inbox(request: web.Request) -> web.Response:
+    node = _node(request)
+    federation = request.app[FEDERATION]
+    settings = node.settings
+    # 1. media type -> 415
+    if request.content_type not in INBOX_MEDIA_TYPES:
+        raise web.HTTPUnsupportedMediaType(text="the inbox takes application/activity+json")
+    # 2. size -> 413, read at most max_body_bytes
+    if request.content_length is not None and request.content_length > settings.max_body_bytes:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=settings.max_body_bytes, actual_size=request.content_length
+        )
+    body = await request.read()
+    # 3. keyid not under a known partner -> 403, before anything is fetched
+    headers = request.headers
+    try:
+        key_id = signature_key_id(headers)
+    except SignatureError as error:
+        raise web.HTTPUnauthorized(text=error.detail) from None
+    partner = await _partner_for_key(node, key_id)
+    if partner is None:
+        raise Forbidden(f"keyid {key_id} is not a key of a partner of this node")
+    # 7. rate limit per partner -> 429
+    if not request.app[RATE_LIMITER].allow(partner.base_url, time.monotonic()):
+        raise web.HTTPTooManyRequests(text="slow down", headers={"Retry-After": "5"})
+    # 4. signature, created, digest, key -> 401
+    target = f"{node.base_url}/inbox" + (f"?{request.query_string}" if request.query_string else "")
+    keys = keyring_from_node_document(partner.document)
+    try:
+        verify_request(
+            method=request.method,
+            target_uri=target,
+            headers=headers,
+            body=body,
+            resolve_key=keys.resolve,
+            now=datetime.now(UTC),
+            max_clock_skew_s=settings.max_clock_skew_s,
+        )
+    except (SignatureError, InvalidKey) as error:
+        raise web.HTTPUnauthorized(text=error.detail) from None
+    # 5. not I-JSON or not an activity -> 400
+    activity = parse(body, integers_only=True)
+    if not isinstance(activity, dict) or not isinstance(activity.get("type"), str):
+        raise BadRequest("the body is not an activity")
+    # 6. a rule broken -> 422 (raised as IntegrityError by the federation)
+    await federation.handle_activity(partner, activity)
+    return web.Response(status=202)
+
+
+async def _partner_for_key(node: Node, key_id: str) -> Partner | None:
+    for partner in await node.store.list_partners():
+        if partner.approved and is_under(key_id, partner.base_url):
+            return partner
+    return None
+
+
 # --- the application ---------------------------------------------------------------------
 
 
@@ -398,20 +499,67 @@ def node_routes(prefix: str) -> list[web.RouteDef]:
         web.get(f"{p}/schemas/{{name}}.schema.json", schema),
         web.post(f"{p}/admin/objects", admin_publish),
         web.delete(f"{p}/admin/objects/{{slug}}", admin_delete),
+        web.post(f"{p}/inbox", inbox),
     ]
 
 
-def create_app(settings: Settings) -> web.Application:
+def _background(federation: Federation) -> list[asyncio.Task[None]]:
+    """Delivery (woken by every append) and pulls (periodic, and when a message asks)."""
+    settings = federation.node.settings
+    pulls: asyncio.Queue[str] = asyncio.Queue()
+    queued: set[str] = set()
+
+    def request_pull(base_url: str) -> None:
+        if base_url not in queued:
+            queued.add(base_url)
+            pulls.put_nowait(base_url)
+
+    async def pull_requested() -> None:
+        while True:
+            base_url = await pulls.get()
+            queued.discard(base_url)
+            try:
+                await federation.sync(base_url)
+            except Exception:
+                _log.exception("pull from %s failed", base_url)
+
+    async def pull_all() -> None:
+        for partner in await federation.store.list_partners():
+            if partner.following == "accepted":
+                request_pull(partner.base_url)
+
+    federation.on_pull_request = request_pull
+    return [
+        asyncio.create_task(
+            run_periodically(
+                federation.deliver_due, settings.delivery_interval_s, federation.wake_delivery
+            )
+        ),
+        asyncio.create_task(run_periodically(pull_all, settings.sync_interval_s)),
+        asyncio.create_task(pull_requested()),
+    ]
+
+
+def create_app(settings: Settings, *, run_background: bool = True) -> web.Application:
     """The node's aiohttp application; opening the store and key happens on startup."""
     app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
     app[PAGE_CACHE] = PageCache(settings.page_cache_bytes)
 
     async def node_context(app: web.Application) -> AsyncIterator[None]:
-        async with open_node(settings) as node:
+        async with open_node(settings) as node, fetcher(node.key) as client:
             app[NODE] = node
+            federation = Federation(node, client)
+            app[FEDERATION] = federation
+            node.on_append = federation.wake_delivery.set
+            tasks = [] if not run_background else _background(federation)
             yield
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     app.cleanup_ctx.append(node_context)
+    app[RATE_LIMITER] = RateLimiter(settings.inbox_requests_per_minute)
+
     routes = node_routes(settings.path_prefix)
     if settings.path_prefix:
         routes.append(web.get("/.well-known/exchange", well_known))

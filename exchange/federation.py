@@ -1,0 +1,414 @@
+"""Federation: partners, follows, pull (sync) and push (inbox and delivery).
+
+The shell around :mod:`exchange.ingest` and :mod:`exchange.delivery`: it fetches from
+configured partners only, verifies checkpoints with their pinned keys, merges through the
+store, records every rejection, and halts an origin that equivocates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import random
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from exchange import delivery
+from exchange.checkpoint import NoteVerifier, open_note, parse_checkpoint
+from exchange.config import log_origin
+from exchange.errors import ExchangeError, IntegrityError, UsageError
+from exchange.http.client import Fetcher, FetchError
+from exchange.ingest import CheckpointClaim, Equivocation, GapError, HaltedOrigin, halted, plan_run
+from exchange.merge import keyring_from_node_document
+from exchange.node import Node, NotFound
+from exchange.origins import is_under
+from exchange.partners import OriginState, Partner, Rejection
+from exchange.resources import CONTEXT_IRIS
+from exchange.schema import check
+from exchange.store.base import MergeView, MergeWrite, Store
+from exchange.timestamps import format_timestamp
+
+__all__ = ["Federation", "SyncReport", "fetch_node_document", "run_periodically"]
+
+_log = logging.getLogger(__name__)
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    partner: str
+    merged_to: int
+    checkpoint_size: int
+    rejected: int
+    error: str = ""
+
+
+async def fetch_node_document(fetcher: Fetcher, base_url: str) -> dict[str, Any]:
+    """A partner's node document, checked: schema, its own id, keys that parse."""
+    document = await fetcher.get_json(base_url)
+    if not isinstance(document, dict):
+        raise IntegrityError(f"{base_url}: the node document is not a JSON object")
+    check(document, "node")
+    if document["id"] != base_url:
+        raise IntegrityError(f"{base_url}: the node document names itself {document['id']!r}")
+    if document["logOrigin"] != log_origin(base_url):
+        raise IntegrityError(f"{base_url}: logOrigin {document['logOrigin']!r} is not its origin")
+    keyring_from_node_document(document)
+    NoteVerifier.parse(str(document["checkpointKey"]))
+    for member in ("inbox", "outbox", "checkpoint"):
+        if not is_under(str(document[member]), base_url):
+            raise IntegrityError(f"{base_url}: {member} {document[member]!r} is not under it")
+    return document
+
+
+def partner_from_document(document: Mapping[str, Any], now: datetime) -> Partner:
+    names = document.get("nameMap", {})
+    name = next(iter(names.values()), document["id"]) if isinstance(names, Mapping) else ""
+    return Partner(
+        base_url=str(document["id"]),
+        name=str(name),
+        country=str(document["country"]),
+        document=dict(document),
+        added_at=format_timestamp(now),
+    )
+
+
+class Federation:
+    """One node's federation work. Merges of an origin are serialised by a lock each."""
+
+    def __init__(self, node: Node, fetcher: Fetcher, *, rng: random.Random | None = None) -> None:
+        self.node = node
+        self.fetcher = fetcher
+        self.policy = delivery.DeliveryPolicy()
+        self._rng = rng or random.Random()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.wake_delivery = asyncio.Event()
+        self._pending_pulls: set[str] = set()
+        self.on_pull_request: Callable[[str], None] | None = None
+
+    @property
+    def store(self) -> Store:
+        return self.node.store
+
+    def _lock(self, base_url: str) -> asyncio.Lock:
+        return self._locks.setdefault(base_url, asyncio.Lock())
+
+    # --- partners --------------------------------------------------------------------------
+
+    async def add_partner(self, base_url: str) -> Partner:
+        """Fetch a node's document and pin it as a partner (keys, checkpoint key, inbox)."""
+        if base_url == self.node.base_url:
+            raise UsageError("a node cannot be its own partner")
+        document = await fetch_node_document(self.fetcher, base_url)
+        existing = await self.store.get_partner(base_url)
+        partner = partner_from_document(document, datetime.now(UTC))
+        if existing is not None:
+            partner = replace(
+                existing,
+                name=partner.name,
+                country=partner.country,
+                document=document,
+                approved=True,
+            )
+        await self.store.put_partner(partner)
+        return partner
+
+    async def partner(self, base_url: str) -> Partner:
+        found = await self.store.get_partner(base_url)
+        if found is None or not found.approved:
+            raise NotFound(f"{base_url} is not a configured partner; run 'exchange partner add'")
+        return found
+
+    # --- follows ---------------------------------------------------------------------------
+
+    def _activity(self, kind: str, obj: Any) -> dict[str, Any]:
+        return {
+            "@context": list(CONTEXT_IRIS),
+            "id": f"{self.node.base_url}/activities/{secrets.token_hex(8)}",
+            "type": kind,
+            "actor": self.node.base_url,
+            "object": obj,
+        }
+
+    async def follow(self, base_url: str) -> Partner:
+        """Send a Follow; the partner's Accept may arrive before this returns."""
+        partner = await self.partner(base_url)
+        if partner.following != "accepted":
+            await self.store.put_partner(replace(partner, following="requested"))
+        try:
+            await self.fetcher.post_signed(partner.inbox, self._activity("Follow", base_url))
+        except FetchError:
+            await self.store.put_partner(partner)
+            raise
+        return await self.partner(base_url)
+
+    async def unfollow(self, base_url: str) -> Partner:
+        partner = await self.partner(base_url)
+        follow = {"type": "Follow", "actor": self.node.base_url, "object": base_url}
+        await self.fetcher.post_signed(partner.inbox, self._activity("Undo", follow))
+        partner = replace(partner, following="none")
+        await self.store.put_partner(partner)
+        return partner
+
+    async def accept_subscriber(self, partner: Partner, follow: Mapping[str, Any]) -> None:
+        """Accept a partner's Follow: push from now on; it pulls the backlog itself."""
+        size = await self.store.log_size()
+        await self.store.put_partner(replace(partner, subscriber=True, approved=True))
+        if await self.store.get_delivery(partner.base_url) is None:
+            await self.store.put_delivery(
+                delivery.initial(partner.base_url, size, datetime.now(UTC))
+            )
+        await self.fetcher.post_signed(partner.inbox, self._activity("Accept", dict(follow)))
+
+    async def handle_activity(self, partner: Partner, activity: Mapping[str, Any]) -> None:
+        """An inbox message from a verified partner (protocol.md §6)."""
+        kind = activity.get("type")
+        if kind == "OrderedCollectionPage":
+            await self.receive_push(partner, activity)
+            return
+        if activity.get("actor") != partner.base_url:
+            raise IntegrityError(f"/actor: the message is signed by {partner.base_url}")
+        if kind == "Follow":
+            if activity.get("object") != self.node.base_url:
+                raise IntegrityError(f"/object: a Follow must name {self.node.base_url}")
+            await self.accept_subscriber(partner, activity)
+        elif kind in ("Accept", "Reject"):
+            followed = activity.get("object")
+            target = followed.get("object") if isinstance(followed, Mapping) else None
+            if isinstance(followed, Mapping) and followed.get("actor") != self.node.base_url:
+                raise IntegrityError("/object: the Follow answered is not this node's")
+            if target not in (None, partner.base_url):
+                raise IntegrityError("/object: the Follow answered names another node")
+            state = "accepted" if kind == "Accept" else "rejected"
+            await self.store.put_partner(replace(partner, following=state))
+            if kind == "Accept":
+                self.request_pull(partner.base_url)
+        elif kind == "Undo":
+            undone = activity.get("object")
+            if isinstance(undone, Mapping) and undone.get("type") == "Follow":
+                await self.store.put_partner(replace(partner, subscriber=False))
+        else:
+            raise IntegrityError(f"/type: {kind!r} is not a message this inbox takes")
+
+    def request_pull(self, base_url: str) -> None:
+        if self.on_pull_request is not None:
+            self.on_pull_request(base_url)
+
+    # --- checkpoints -----------------------------------------------------------------------
+
+    def _verify_note(self, partner: Partner, note: str) -> CheckpointClaim:
+        verifier = NoteVerifier.parse(str(partner.document["checkpointKey"]))
+        text, _ = open_note(note, [verifier])
+        checkpoint = parse_checkpoint(text, log_origin(partner.base_url))
+        return CheckpointClaim(checkpoint.size, checkpoint.root_hash, note)
+
+    async def _consistency(self, partner: Partner, first: int, second: int) -> list[bytes]:
+        if first == 0 or first == second:
+            return []
+        url = f"{partner.base_url}/proof/consistency?first={first}&second={second}"
+        body = await self.fetcher.get_json(url)
+        hashes = body.get("hashes") if isinstance(body, dict) else None
+        if not isinstance(hashes, list) or len(hashes) > 128:
+            raise IntegrityError(f"{url}: not a consistency proof")
+        try:
+            return [base64.b64decode(str(h), validate=True) for h in hashes]
+        except ValueError:
+            raise IntegrityError(f"{url}: a proof hash is not base64") from None
+
+    async def _state(self, base_url: str) -> OriginState:
+        return await self.store.origin_state(base_url) or OriginState(base_url)
+
+    async def _halt(self, partner: Partner, error: IntegrityError, claim: CheckpointClaim) -> None:
+        state = await self._state(partner.base_url)
+        evidence = (state.checkpoint_note, claim.note)
+        stamp = format_timestamp(datetime.now(UTC))
+        rejection = Rejection(partner.base_url, None, error.detail, error.problem, stamp)
+        halted_state = halted(state, error, evidence)
+        await self.store.merge(lambda _: MergeWrite(halted_state, rejections=[rejection]))
+        _log.error("origin %s halted: %s", partner.base_url, error.detail)
+
+    async def _record(self, partner: Partner, error: ExchangeError, seq: int | None = None) -> None:
+        stamp = format_timestamp(datetime.now(UTC))
+        await self.store.add_rejections(
+            [Rejection(partner.base_url, seq, error.detail, error.problem, stamp)]
+        )
+
+    async def _merge_run(
+        self, partner: Partner, documents: list[Any], start: int, claim: CheckpointClaim
+    ) -> MergeWrite:
+        """Merge a run of entries under ``claim``, fetching the proofs it needs."""
+        state = await self._state(partner.base_url)
+        if state.halted:
+            raise HaltedOrigin(f"{partner.base_url} is halted: {state.halt_reason}")
+        keys = keyring_from_node_document(partner.document)
+        end = start + len(documents)
+        if claim.size > state.checkpoint_size:
+            previous = await self._consistency(partner, state.checkpoint_size, claim.size)
+            claim = replace(claim, from_previous=previous)
+        if state.next_seq < end < claim.size and start <= state.next_seq:
+            claim = replace(claim, prefix=await self._consistency(partner, end, claim.size))
+        now = datetime.now(UTC)
+
+        def plan(view: MergeView) -> MergeWrite:
+            current = view.origin_state(partner.base_url) or OriginState(partner.base_url)
+            return plan_run(
+                current, documents, start, claim, keys=keys, now=now, get_object=view.get_object
+            )
+
+        try:
+            return await self.store.merge(plan)
+        except Equivocation as error:
+            await self._halt(partner, error, claim)
+            raise
+
+    # --- pull ------------------------------------------------------------------------------
+
+    async def sync(self, base_url: str, progress: Progress | None = None) -> SyncReport:
+        """Catch up with a partner's log up to its current signed checkpoint."""
+        partner = await self.partner(base_url)
+        async with self._lock(base_url):
+            try:
+                return await self._sync(partner, progress)
+            except (IntegrityError, FetchError) as error:
+                if not isinstance(error, Equivocation | HaltedOrigin):
+                    await self._record(partner, error)
+                state = await self._state(base_url)
+                return SyncReport(base_url, state.next_seq, state.checkpoint_size, 0, error.detail)
+
+    async def _sync(self, partner: Partner, progress: Progress | None) -> SyncReport:
+        note = await self.fetcher.get_text(str(partner.document["checkpoint"]))
+        claim = self._verify_note(partner, note)
+        state = await self._state(partner.base_url)
+        page_size = int(partner.document.get("pageSize", 100))
+        rejected = 0
+        if claim.size <= state.next_seq:
+            write = await self._merge_run(partner, [], state.next_seq, claim)
+            return SyncReport(partner.base_url, write.origin.next_seq, claim.size, 0)
+        number = state.next_seq // page_size
+        outbox = str(partner.document["outbox"])
+        while True:
+            url = f"{outbox}/{number}"
+            page = await self.fetcher.get_json(url)
+            start, documents, next_url = self._check_page(page, url, outbox, number, page_size)
+            documents = documents[: max(0, claim.size - start)]
+            if documents:
+                write = await self._merge_run(partner, documents, start, claim)
+                rejected += len(write.rejections)
+                if progress is not None:
+                    progress(write.origin.next_seq, claim.size)
+            if start + len(documents) >= claim.size or next_url is None:
+                break
+            number += 1
+        state = await self._state(partner.base_url)
+        return SyncReport(partner.base_url, state.next_seq, state.checkpoint_size, rejected)
+
+    @staticmethod
+    def _check_page(
+        page: Any, url: str, outbox: str, number: int, page_size: int
+    ) -> tuple[int, list[Any], str | None]:
+        if not isinstance(page, dict) or page.get("type") != "OrderedCollectionPage":
+            raise IntegrityError(f"{url}: not an OrderedCollectionPage")
+        if page.get("partOf") != outbox or page.get("id") != url:
+            raise IntegrityError(f"{url}: the page does not belong to {outbox}")
+        start = page.get("startIndex")
+        items = page.get("orderedItems")
+        if start != number * page_size or not isinstance(items, list) or len(items) > page_size:
+            raise IntegrityError(f"{url}: startIndex or orderedItems do not fit page {number}")
+        next_url = page.get("next")
+        if next_url is not None and next_url != f"{outbox}/{number + 1}":
+            raise IntegrityError(f"{url}: next must be {outbox}/{number + 1}, not {next_url!r}")
+        return start, items, next_url
+
+    # --- push: receiving -------------------------------------------------------------------
+
+    async def receive_push(self, partner: Partner, page: Mapping[str, Any]) -> None:
+        """Merge a pushed page; a gap or an unproven checkpoint turns into a pull."""
+        if page.get("partOf") != partner.document.get("outbox"):
+            raise IntegrityError("/partOf: the page is not from the sender's feed")
+        start, items, note = (
+            page.get("startIndex"),
+            page.get("orderedItems"),
+            page.get("checkpoint"),
+        )
+        if not isinstance(start, int) or not isinstance(items, list) or not isinstance(note, str):
+            raise IntegrityError("a push has startIndex, orderedItems and checkpoint")
+        claim = self._verify_note(partner, note)
+        async with self._lock(partner.base_url):
+            try:
+                await self._merge_run(partner, items, start, claim)
+            except GapError:
+                self.request_pull(partner.base_url)
+            except (IntegrityError, FetchError) as error:
+                if not isinstance(error, Equivocation | HaltedOrigin):
+                    await self._record(partner, error, start)
+                    self.request_pull(partner.base_url)
+
+    # --- push: delivering ------------------------------------------------------------------
+
+    async def deliver_due(self, now: datetime | None = None) -> int:
+        """One round of pushes to every subscriber that is due; the number attempted."""
+        size = await self.store.log_size()
+        latest = await self.store.latest_checkpoint()
+        if latest is None:
+            return 0
+        checkpoint_size, note = latest
+        attempted = 0
+        for partner in await self.store.list_partners():
+            if not partner.subscriber or not partner.approved:
+                continue
+            moment = now or datetime.now(UTC)
+            state = await self.store.get_delivery(partner.base_url)
+            if state is None:
+                continue
+            state = delivery.claim(state, moment)
+            if not delivery.due(state, min(size, checkpoint_size), moment):
+                continue
+            attempted += 1
+            end = min(checkpoint_size, state.delivered + self.policy.max_entries_per_push)
+            await self.store.put_delivery(await self._push(partner, state, end, note, moment))
+        return attempted
+
+    async def _push(
+        self, partner: Partner, state: delivery.DeliveryState, end: int, note: str, now: datetime
+    ) -> delivery.DeliveryState:
+        leaves = await self.store.entries(state.delivered, end)
+        page = {
+            "@context": list(CONTEXT_IRIS),
+            "type": "OrderedCollectionPage",
+            "partOf": f"{self.node.base_url}/feed",
+            "startIndex": state.delivered,
+            "orderedItems": [_loads(leaf) for leaf in leaves],
+            "checkpoint": note,
+        }
+        try:
+            await self.fetcher.post_signed(partner.inbox, page)
+        except FetchError as error:
+            return delivery.failed(state, error.detail, now, self.policy, self._rng)
+        return delivery.succeeded(state, end, now)
+
+
+def _loads(leaf: bytes) -> Any:
+    return json.loads(leaf)
+
+
+async def run_periodically(
+    action: Callable[[], Awaitable[object]], interval_s: float, wake: asyncio.Event | None = None
+) -> None:
+    """Run ``action`` forever, every ``interval_s`` or when ``wake`` is set; log failures."""
+    while True:
+        try:
+            await action()
+        except Exception:
+            _log.exception("background task failed")
+        if wake is None:
+            await asyncio.sleep(interval_s)
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=interval_s)
+        wake.clear()

@@ -1,0 +1,139 @@
+"""Outbound HTTP: bounded fetches from configured partners, and signed POSTs to inboxes.
+
+Every fetch has a timeout and a byte cap, follows no redirect, and goes only to a URL the
+caller derived from a configured partner's base URL (never to a URL a message names).
+Outbound requests to inboxes are signed with RFC 9421 by a client middleware.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from exchange.canonical import parse
+from exchange.errors import ExchangeError, IntegrityError
+from exchange.httpsig import sign_request
+from exchange.keys import KeyPair
+
+__all__ = ["FetchError", "Fetcher", "fetcher"]
+
+ACCEPT_ACTIVITY = "application/activity+json, application/ld+json;q=0.9"
+
+
+class FetchError(ExchangeError):
+    """A partner could not be reached or answered with an error: retryable."""
+
+    problem = "fetch"
+    title = "Partner unreachable"
+    status = 502
+    exit_code = 3
+
+    def __init__(self, detail: str, *, status_code: int | None = None) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+
+
+class Fetcher:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        key: KeyPair | None,
+        *,
+        max_response_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self.session = session
+        self.key = key
+        self.max_response_bytes = max_response_bytes
+
+    async def _read(self, response: aiohttp.ClientResponse, url: str) -> bytes:
+        if response.status >= 400:
+            raise FetchError(f"{url}: HTTP {response.status}", status_code=response.status)
+        if response.status >= 300:
+            raise FetchError(f"{url}: redirect refused (HTTP {response.status})")
+        declared = response.content_length
+        if declared is not None and declared > self.max_response_bytes:
+            raise FetchError(f"{url}: {declared} bytes is more than {self.max_response_bytes}")
+        chunks: list[bytes] = []
+        total = 0
+        async for chunk in response.content.iter_chunked(65536):
+            total += len(chunk)
+            if total > self.max_response_bytes:
+                raise FetchError(f"{url}: response larger than {self.max_response_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def get_bytes(
+        self, url: str, *, accept: str = ACCEPT_ACTIVITY, etag: str | None = None
+    ) -> tuple[int, bytes, str | None]:
+        """GET ``url``: (status, body, ETag); 304 gives an empty body."""
+        headers = {"Accept": accept}
+        if etag:
+            headers["If-None-Match"] = etag
+        try:
+            async with self.session.get(url, headers=headers, allow_redirects=False) as response:
+                if response.status == 304:
+                    return 304, b"", response.headers.get("ETag")
+                body = await self._read(response, url)
+                return response.status, body, response.headers.get("ETag")
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise FetchError(f"{url}: {type(error).__name__}: {error}") from None
+
+    async def get_json(self, url: str) -> Any:
+        _, body, _ = await self.get_bytes(url)
+        try:
+            return parse(body)
+        except IntegrityError as error:
+            raise IntegrityError(f"{url}: {error.detail}") from None
+
+    async def get_text(self, url: str) -> str:
+        _, body, _ = await self.get_bytes(url, accept="text/plain")
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise IntegrityError(f"{url}: not UTF-8 text") from None
+
+    async def post_signed(self, url: str, document: Mapping[str, Any]) -> int:
+        """POST a signed JSON document to an inbox; the status, or FetchError."""
+        if self.key is None:
+            raise FetchError("this fetcher has no key to sign with")
+        body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/activity+json"}
+        headers.update(
+            sign_request(
+                method="POST",
+                target_uri=url,
+                headers=headers,
+                body=body,
+                key=self.key,
+                now=datetime.now(UTC),
+            )
+        )
+        try:
+            async with self.session.post(
+                url, data=body, headers=headers, allow_redirects=False
+            ) as response:
+                if response.status >= 300:
+                    detail = (await response.text())[:300]
+                    raise FetchError(
+                        f"{url}: HTTP {response.status}: {detail}", status_code=response.status
+                    )
+                return response.status
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise FetchError(f"{url}: {type(error).__name__}: {error}") from None
+
+
+@asynccontextmanager
+async def fetcher(
+    key: KeyPair | None, *, timeout_s: float = 30.0, max_connections: int = 16
+) -> AsyncIterator[Fetcher]:
+    timeout = aiohttp.ClientTimeout(total=timeout_s, sock_read=timeout_s)
+    connector = aiohttp.TCPConnector(limit=max_connections)
+    async with aiohttp.ClientSession(
+        timeout=timeout, connector=connector, headers={"User-Agent": "exchange/0.1"}
+    ) as session:
+        yield Fetcher(session, key)

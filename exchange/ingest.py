@@ -1,0 +1,201 @@
+"""Merging a run of one origin's entries against a signed checkpoint (protocol.md §5, §7).
+
+Pure. Before any entry of a run is merged, the run's checkpoint must be proven consistent
+with the newest checkpoint already verified for that origin; a rollback is refused, and two
+validly signed but inconsistent checkpoints are equivocation, which halts the origin. The
+entries themselves must then lie on that checkpoint's tree: the Merkle peaks of everything
+merged so far, extended with the run, must reach the checkpoint's root directly or through
+a consistency proof. Only then do the run's effects (objects, rejections, new state) form
+a :class:`~exchange.store.base.MergeWrite`, written in one transaction by the shell.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from exchange.canonical import canonicalize
+from exchange.entries import ObjectRecord
+from exchange.errors import IntegrityError, MerkleProofError
+from exchange.merge import KeyRing, decide, verify_entry
+from exchange.merkle import EMPTY_ROOT, CompactRange, leaf_hash, verify_consistency
+from exchange.partners import OriginState, Rejection
+from exchange.store.base import MergeWrite
+from exchange.timestamps import format_timestamp
+
+__all__ = [
+    "CheckpointClaim",
+    "Equivocation",
+    "GapError",
+    "HaltedOrigin",
+    "Rollback",
+    "accept_checkpoint",
+    "halted",
+    "plan_run",
+]
+
+
+class Equivocation(IntegrityError):
+    """Two validly signed checkpoints of one origin that are not consistent (§5)."""
+
+    problem = "equivocation"
+    title = "The origin signed inconsistent checkpoints"
+
+
+class Rollback(IntegrityError):
+    """A checkpoint smaller than one already verified for the origin."""
+
+    problem = "rollback"
+    title = "Checkpoint rolls the log back"
+
+
+class GapError(IntegrityError):
+    """Entries start after the next expected seq: the missing ones must be pulled (rule 2)."""
+
+    problem = "gap"
+    title = "Entries arrived after a gap"
+
+
+class HaltedOrigin(IntegrityError):
+    """Nothing of an origin halted for equivocation is merged."""
+
+    problem = "origin-halted"
+    title = "Origin halted"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointClaim:
+    """A checkpoint whose signature the shell verified, with the proofs fetched for it.
+
+    ``from_previous``: consistency proof from the newest verified checkpoint to this one.
+    ``prefix``: consistency proof from the size the run ends at to this checkpoint (empty
+    when the run ends exactly at its size).
+    """
+
+    size: int
+    root: bytes
+    note: str
+    from_previous: Sequence[bytes] = ()
+    prefix: Sequence[bytes] = ()
+
+
+def accept_checkpoint(state: OriginState, claim: CheckpointClaim) -> OriginState:
+    """The state with ``claim`` as its newest checkpoint, or raise Rollback/Equivocation."""
+    if state.halted:
+        raise HaltedOrigin(f"{state.base_url} is halted: {state.halt_reason}")
+    old_size = state.checkpoint_size
+    old_root = state.checkpoint_root or EMPTY_ROOT
+    if claim.size < old_size:
+        raise Rollback(f"checkpoint size {claim.size} is smaller than the verified size {old_size}")
+    if claim.size == old_size:
+        if claim.root != old_root:
+            raise Equivocation(f"two different roots for size {old_size}")
+        return state
+    if old_size > 0:
+        try:
+            verify_consistency(old_size, claim.size, old_root, claim.root, claim.from_previous)
+        except MerkleProofError as error:
+            raise Equivocation(
+                f"checkpoint {claim.size} is not consistent with verified checkpoint "
+                f"{old_size}: {error.detail}"
+            ) from None
+    return replace(
+        state, checkpoint_size=claim.size, checkpoint_root=claim.root, checkpoint_note=claim.note
+    )
+
+
+def halted(state: OriginState, error: IntegrityError, evidence: Sequence[str]) -> OriginState:
+    return replace(state, halted=True, halt_reason=error.detail, evidence=tuple(evidence))
+
+
+def _leaf_hash_of(document: Mapping[str, Any]) -> bytes | None:
+    try:
+        return leaf_hash(canonicalize(document))
+    except IntegrityError:
+        return None
+
+
+def plan_run(
+    state: OriginState,
+    documents: Sequence[Mapping[str, Any]],
+    start: int,
+    claim: CheckpointClaim,
+    *,
+    keys: KeyRing,
+    now: datetime,
+    get_object: Callable[[str], ObjectRecord | None],
+) -> MergeWrite:
+    """Merge entries ``start, start+1, ...`` of ``state``'s origin under checkpoint ``claim``.
+
+    Entries already merged are skipped (rule 3); a run that starts after the next expected
+    seq raises GapError (rule 2). Raises Rollback, Equivocation or MerkleProofError when the
+    run does not lie on a checkpoint consistent with the verified history; nothing of it
+    is then merged.
+    """
+    checked = accept_checkpoint(state, claim)
+    skip = state.next_seq - start
+    if skip < 0:
+        raise GapError(f"entries start at {start}, but {state.next_seq} is the next expected")
+    run = list(documents[skip:])
+    if state.next_seq + len(run) > claim.size:
+        raise MerkleProofError(
+            f"entries up to {state.next_seq + len(run)} are beyond the checkpoint size {claim.size}"
+        )
+    tree = CompactRange(state.next_seq, state.peaks)
+    overlay: dict[str, ObjectRecord | None] = {}
+    received: list[tuple[int, bytes, str]] = []
+    rejections: list[Rejection] = []
+    partner_document: Mapping[str, Any] | None = None
+    stamp = format_timestamp(now)
+    for offset, document in enumerate(run):
+        seq = state.next_seq + offset
+        try:
+            entry = verify_entry(
+                document, base_url=state.base_url, expected_seq=seq, keys=keys, now=now
+            )
+        except IntegrityError as error:
+            hashed = _leaf_hash_of(document)
+            if hashed is None:  # not even I-JSON: the run cannot be placed on the tree
+                raise MerkleProofError(f"entry {seq} cannot be hashed: {error.detail}") from None
+            tree.append_hash(hashed)
+            rejections.append(Rejection(state.base_url, seq, error.detail, error.problem, stamp))
+            continue
+        tree.append_hash(entry.leaf_hash)
+        received.append((seq, entry.leaf_hash, _json(document)))
+        current = (
+            overlay[entry.object_id]
+            if entry.object_id in overlay
+            else (get_object(entry.object_id) if entry.object_id else None)
+        )
+        try:
+            outcome = decide(current, entry)
+        except IntegrityError as error:
+            rejections.append(Rejection(state.base_url, seq, error.detail, error.problem, stamp))
+            continue
+        if outcome.record is not None:
+            overlay[outcome.record.id] = outcome.record
+        if outcome.action == "node-document":
+            partner_document = dict(document["object"])
+    if run:
+        _check_prefix(tree, claim)
+    new_state = replace(checked, next_seq=tree.size, peaks=tuple(tree.peaks))
+    objects = [record for record in overlay.values() if record is not None]
+    return MergeWrite(new_state, received, objects, rejections, partner_document)
+
+
+def _check_prefix(tree: CompactRange, claim: CheckpointClaim) -> None:
+    """The merged prefix must be a prefix of the checkpoint's tree."""
+    if tree.size == claim.size:
+        if tree.root() != claim.root:
+            raise MerkleProofError(
+                f"the entries do not hash to the root of signed checkpoint {claim.size}"
+            )
+    elif tree.size > 0:
+        verify_consistency(tree.size, claim.size, tree.root(), claim.root, claim.prefix)
+
+
+def _json(document: Mapping[str, Any]) -> str:
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
