@@ -74,6 +74,7 @@ class Settings:
     page_cache_bytes: int = 32 * 1024 * 1024
     sync_interval_s: float = 60.0
     delivery_interval_s: float = 0.25
+    push_timeout_s: float = 10.0
     inbox_requests_per_minute: int = 600
     extra: Mapping[str, Any] = field(default_factory=dict)
 

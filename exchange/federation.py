@@ -89,7 +89,7 @@ class Federation:
         self._rng = rng or random.Random()
         self._locks: dict[str, asyncio.Lock] = {}
         self.wake_delivery = asyncio.Event()
-        self._pending_pulls: set[str] = set()
+        self._pushing: set[str] = set()
         self.on_pull_request: Callable[[str], None] | None = None
 
     @property
@@ -358,10 +358,12 @@ class Federation:
         if latest is None:
             return 0
         checkpoint_size, note = latest
-        attempted = 0
+        pushes = []
         for partner in await self.store.list_partners():
             if not partner.subscriber or not partner.approved:
                 continue
+            if partner.base_url in self._pushing:
+                continue  # a slow partner's push is still under way; the others go on
             moment = now or datetime.now(UTC)
             state = await self.store.get_delivery(partner.base_url)
             if state is None:
@@ -369,10 +371,19 @@ class Federation:
             state = delivery.claim(state, moment)
             if not delivery.due(state, min(size, checkpoint_size), moment):
                 continue
-            attempted += 1
             end = min(checkpoint_size, state.delivered + self.policy.max_entries_per_push)
-            await self.store.put_delivery(await self._push(partner, state, end, note, moment))
-        return attempted
+            pushes.append(self._deliver(partner, state, end, note, moment))
+        await asyncio.gather(*pushes)
+        return len(pushes)
+
+    async def _deliver(
+        self, partner: Partner, state: delivery.DeliveryState, end: int, note: str, now: datetime
+    ) -> None:
+        self._pushing.add(partner.base_url)
+        try:
+            await self.store.put_delivery(await self._push(partner, state, end, note, now))
+        finally:
+            self._pushing.discard(partner.base_url)
 
     async def _push(
         self, partner: Partner, state: delivery.DeliveryState, end: int, note: str, now: datetime
@@ -387,7 +398,9 @@ class Federation:
             "checkpoint": note,
         }
         try:
-            await self.fetcher.post_signed(partner.inbox, page)
+            await self.fetcher.post_signed(
+                partner.inbox, page, timeout_s=self.node.settings.push_timeout_s
+            )
         except FetchError as error:
             return delivery.failed(state, error.detail, now, self.policy, self._rng)
         return delivery.succeeded(state, end, now)

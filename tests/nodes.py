@@ -40,3 +40,54 @@ def practice(number: int) -> dict[str, Any]:
 def auth(settings: Settings, token: str) -> dict[str, str]:
     del settings
     return {"Authorization": f"Bearer {token}"}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class RunningNode:
+    """A node served on a real loopback port (as partners see it), restartable."""
+
+    def __init__(self, home: Path, name: str, country: str, **changes: Any) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        result = init_node(home, base_url=self.base_url, name=name, country=country)
+        self.token = result.token
+        self.settings = replace(
+            result.settings,
+            sync_interval_s=3600.0,
+            delivery_interval_s=0.05,
+            push_timeout_s=2.0,
+            **changes,
+        )
+        self.server: Any = None
+
+    @property
+    def node(self) -> Any:
+        from exchange.http.server import NODE
+
+        return self.server.app[NODE]
+
+    @property
+    def federation(self) -> Any:
+        from exchange.http.server import FEDERATION
+
+        return self.server.app[FEDERATION]
+
+    async def start(self) -> None:
+        from aiohttp.test_utils import TestServer
+
+        from exchange.http.server import create_app
+
+        self.server = TestServer(create_app(self.settings), host="127.0.0.1", port=self.port)
+        await self.server.start_server()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.close()
+            self.server = None

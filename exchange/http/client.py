@@ -97,7 +97,9 @@ class Fetcher:
         except UnicodeDecodeError:
             raise IntegrityError(f"{url}: not UTF-8 text") from None
 
-    async def post_signed(self, url: str, document: Mapping[str, Any]) -> int:
+    async def post_signed(
+        self, url: str, document: Mapping[str, Any], *, timeout_s: float | None = None
+    ) -> int:
         """POST a signed JSON document to an inbox; the status, or FetchError."""
         if self.key is None:
             raise FetchError("this fetcher has no key to sign with")
@@ -114,8 +116,9 @@ class Fetcher:
             )
         )
         try:
+            timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else None
             async with self.session.post(
-                url, data=body, headers=headers, allow_redirects=False
+                url, data=body, headers=headers, allow_redirects=False, timeout=timeout
             ) as response:
                 if response.status >= 300:
                     detail = (await response.text())[:300]

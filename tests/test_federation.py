@@ -1,0 +1,182 @@
+"""Nodes in different countries on real loopback ports: follow, push, pull after an outage,
+updates and deletes, and what the operator sees."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exchange.federation import partner_from_document
+from tests.nodes import RunningNode, example, practice
+
+Condition = Callable[[], Awaitable[bool]]
+
+
+async def eventually(condition: Condition, timeout_s: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await condition():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail("the condition did not hold in time")
+        await asyncio.sleep(0.05)
+
+
+async def pin(subscriber: RunningNode, publisher: RunningNode) -> None:
+    """Each node pins the other, as 'exchange partner add --yes' does."""
+    from exchange.federation import fetch_node_document
+
+    document = await fetch_node_document(subscriber.federation.fetcher, publisher.base_url)
+    from datetime import UTC, datetime
+
+    await subscriber.node.store.put_partner(partner_from_document(document, datetime.now(UTC)))
+
+
+@pytest.fixture
+async def pair(tmp_path: Path) -> AsyncIterator[tuple[RunningNode, RunningNode]]:
+    dutch = RunningNode(tmp_path / "nl", "Samenwerkende overheid", "NL")
+    flemish = RunningNode(tmp_path / "be", "Vlaamse overheid", "BE")
+    await dutch.start()
+    await flemish.start()
+    await pin(flemish, dutch)
+    await pin(dutch, flemish)
+    yield dutch, flemish
+    await flemish.stop()
+    await dutch.stop()
+
+
+async def count_from(node: RunningNode, origin: str) -> int:
+    count, after = 0, None
+    while True:
+        page = await node.node.store.list_objects(
+            origin=origin, type_name=None, after=after, limit=500
+        )
+        count += len(page.items)
+        if page.next_after is None:
+            return count
+        after = page.next_after
+
+
+async def test_follow_is_accepted_and_a_publish_arrives_by_push(
+    pair: tuple[RunningNode, RunningNode],
+) -> None:
+    dutch, flemish = pair
+    await dutch.node.publish([example("case-doetank-milieu-initiatieven")])
+    partner = await flemish.federation.follow(dutch.base_url)
+    assert partner.following == "accepted"
+    subscriber = await dutch.node.store.get_partner(flemish.base_url)
+    assert subscriber.subscriber
+    # The backlog comes by pull after the Accept.
+    await eventually(lambda: _has(flemish, dutch.base_url, 1))
+    # From now on, entries come by push: no pull runs (the sync interval is an hour).
+    (outcome,) = await dutch.node.publish([example("event-reuring-cafe-115")])
+    await eventually(lambda: _has(flemish, dutch.base_url, 2), timeout_s=5)
+    record = await flemish.node.store.get_object(outcome.id)
+    assert record.origin == dutch.base_url
+    assert record.body["type"] == "Event"
+    state = await dutch.node.store.get_delivery(flemish.base_url)
+    assert state.delivered == 2
+    assert state.breaker == "closed"
+
+
+async def _has(node: RunningNode, origin: str, count: int) -> bool:
+    return await count_from(node, origin) == count
+
+
+async def test_a_partner_that_was_down_catches_up_with_nothing_lost_or_duplicated(
+    pair: tuple[RunningNode, RunningNode],
+) -> None:
+    dutch, flemish = pair
+    await flemish.federation.follow(dutch.base_url)
+    await dutch.node.publish([practice(0)])
+    await eventually(lambda: _has(flemish, dutch.base_url, 1))
+    await flemish.stop()
+    for start in range(1, 501, 100):
+        await dutch.node.publish([practice(i) for i in range(start, start + 100)])
+    await eventually(lambda: _failed_once(dutch, flemish.base_url))
+    await flemish.start()  # pulls on start
+    await eventually(lambda: _has(flemish, dutch.base_url, 501), timeout_s=30)
+    state = await flemish.node.store.origin_state(dutch.base_url)
+    assert state.next_seq == 501
+    assert state.checkpoint_size == 501
+    received = await flemish.node.store.received_entries(dutch.base_url, 0, 1000)
+    assert len(received) == 501
+    assert await flemish.node.store.list_rejections() == []
+
+
+async def _failed_once(publisher: RunningNode, subscriber: str) -> bool:
+    state = await publisher.node.store.get_delivery(subscriber)
+    return state is not None and state.attempts >= 1 and bool(state.last_error)
+
+
+async def test_updates_and_deletes_propagate_and_tombstones_stay(
+    pair: tuple[RunningNode, RunningNode],
+) -> None:
+    dutch, flemish = pair
+    await flemish.federation.follow(dutch.base_url)
+    (created,) = await dutch.node.publish([practice(1)])
+    await eventually(lambda: _has(flemish, dutch.base_url, 1))
+    (updated,) = await dutch.node.publish(
+        [{**practice(1), "id": created.id, "summaryMap": {"en": "v2"}}]
+    )
+    assert updated.version == 2
+
+    async def at_version_two() -> bool:
+        record = await flemish.node.store.get_object(created.id)
+        return record is not None and record.version == 2
+
+    await eventually(at_version_two)
+    await dutch.node.delete(created.id)
+
+    async def deleted() -> bool:
+        record = await flemish.node.store.get_object(created.id)
+        return record is not None and record.deleted
+
+    await eventually(deleted)
+    record = await flemish.node.store.get_object(created.id)
+    assert record.body["type"] == "Tombstone"
+    assert "summaryMap" not in record.body  # the content is purged
+    assert await count_from(flemish, dutch.base_url) == 0
+
+
+async def test_both_directions_and_the_operator_view(pair: tuple[RunningNode, RunningNode]) -> None:
+    dutch, flemish = pair
+    await flemish.federation.follow(dutch.base_url)
+    await dutch.federation.follow(flemish.base_url)
+    await dutch.node.publish([example("case-doetank-preventieve-zorg")])
+    await flemish.node.publish([example("best-practice-meerwaarde-door-participatie")])
+    await eventually(lambda: _has(flemish, dutch.base_url, 1))
+    await eventually(lambda: _has(dutch, flemish.base_url, 1))
+    from exchange.operator import partner_statuses
+
+    (status,) = await partner_statuses(dutch.federation)
+    assert status.partner.following == "accepted"
+    assert status.partner.subscriber
+    assert status.origin.next_seq == 1
+    assert status.delivery.delivered == 1
+
+
+async def test_a_follow_from_a_stranger_is_refused_before_anything_is_fetched(
+    pair: tuple[RunningNode, RunningNode], tmp_path: Path
+) -> None:
+    dutch, _ = pair
+    stranger = RunningNode(tmp_path / "xx", "Onbekend", "DE")
+    await stranger.start()
+    try:
+        document = dutch.node.node_document()
+        await stranger.node.store.put_partner(partner_from_document(document, _now()))
+        from exchange.http.client import FetchError
+
+        with pytest.raises(FetchError) as refused:
+            await stranger.federation.follow(dutch.base_url)
+        assert refused.value.status_code == 403
+    finally:
+        await stranger.stop()
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
