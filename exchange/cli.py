@@ -29,6 +29,7 @@ from rich.progress import (
 
 from exchange import __version__
 from exchange.config import Settings, home_from, load_settings
+from exchange.demo import run_demo
 from exchange.documents import read_document, read_key_pair, write_json, write_secret_json
 from exchange.errors import ExchangeError, IntegrityError, InvalidKey, UsageError
 from exchange.federation import Federation, fetch_node_document, partner_from_document
@@ -392,6 +393,15 @@ def _rejections(args: argparse.Namespace) -> int:
     return run_federation(_settings(args), work)
 
 
+# --- demo ---------------------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace) -> int:
+    home = Path(args.home).resolve() if args.home else None
+    asyncio.run(run_demo(args.base_port, home))
+    return 0
+
+
 # --- shared ------------------------------------------------------------------------------
 
 
@@ -557,6 +567,15 @@ def _add_node_commands(commands: Any, formatter: type[argparse.HelpFormatter]) -
     objects.add_argument("--json", action="store_true", help="print JSON")
     objects.set_defaults(run=_objects)
     _add_federation_commands(commands, formatter, home)
+    demo = commands.add_parser(
+        "demo",
+        help="three nodes (NL, BE, EU) on loopback that follow each other; Ctrl-C stops",
+        formatter_class=formatter,
+        epilog="Example:\n  exchange demo\n  exchange demo --base-port 9000 --home ./demo",
+    )
+    demo.add_argument("--base-port", type=int, default=8470, help="first of three ports")
+    demo.add_argument("--home", help="keep the nodes here (default: a temporary folder)")
+    demo.set_defaults(run=_demo)
 
 
 def _add_federation_commands(

@@ -50,6 +50,27 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive loopback ports that are free now."""
+    import socket
+
+    for _ in range(50):
+        base = free_port()
+        probes = []
+        try:
+            for port in range(base, base + count):
+                probe = socket.socket()
+                probes.append(probe)
+                probe.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 class RunningNode:
     """A node served on a real loopback port (as partners see it), restartable."""
 
