@@ -76,6 +76,11 @@ class Settings:
     delivery_interval_s: float = 0.25
     push_timeout_s: float = 10.0
     inbox_requests_per_minute: int = 600
+    #: Let nodes that are not partners ask to follow (the operator approves each one).
+    open_follow_requests: bool = False
+    #: Also fetch the node documents of strangers on private or loopback addresses
+    #: (development and tests only: it opens the inbox to SSRF against the local network).
+    unsafe_private_follow_requests: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -137,6 +142,7 @@ def load_settings(home: Path, environ: Mapping[str, str]) -> Settings:
         port=int(server.get("port", 8080)),
         page_size=int(node.get("page_size", 100)),
         personal_data=privacy.get("personal_data", "public-roles"),
+        open_follow_requests=bool(data.get("federation", {}).get("open_follow_requests", False)),
     )
     overrides: dict[str, Any] = {}
     if "EXCHANGE_HOST" in environ:

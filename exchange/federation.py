@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ipaddress
 import json
 import logging
 import random
@@ -18,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from exchange import delivery
 from exchange.checkpoint import NoteVerifier, open_note, parse_checkpoint
@@ -65,6 +67,17 @@ async def fetch_node_document(fetcher: Fetcher, base_url: str) -> dict[str, Any]
         if not is_under(str(document[member]), base_url):
             raise IntegrityError(f"{base_url}: {member} {document[member]!r} is not under it")
     return document
+
+
+async def public_address(url: str) -> bool:
+    """True when every address the URL's host resolves to is a public (global) one."""
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+    except OSError:
+        return False
+    addresses = {info[4][0] for info in infos}
+    return bool(addresses) and all(ipaddress.ip_address(a).is_global for a in addresses)
 
 
 def partner_from_document(document: Mapping[str, Any], now: datetime) -> Partner:
@@ -124,6 +137,35 @@ class Federation:
         if found is None or not found.approved:
             raise NotFound(f"{base_url} is not a configured partner; run 'exchange partner add'")
         return found
+
+    async def stranger(self, key_id: str) -> Partner | None:
+        """A node that is not a partner asks to follow: fetch its one node document.
+
+        Only when the operator opened follow requests; only an https node on a public
+        address (protocol.md §6), unless unsafe_private_follow_requests is set.
+        """
+        base_url, separator, _ = key_id.partition("/keys/")
+        if not separator:
+            return None
+        settings = self.node.settings
+        if not settings.unsafe_private_follow_requests:
+            if not base_url.startswith("https://") or not await public_address(base_url):
+                return None
+        else:
+            _log.warning("fetching the node document of stranger %s (unsafe setting)", base_url)
+        try:
+            document = await fetch_node_document(self.fetcher, base_url)
+        except (IntegrityError, FetchError) as error:
+            _log.info("follow request from %s: %s", base_url, error.detail)
+            return None
+        return replace(partner_from_document(document, datetime.now(UTC)), approved=False)
+
+    async def queue_follow_request(self, partner: Partner, follow: Mapping[str, Any]) -> None:
+        """Keep a verified Follow from a stranger for the operator's approval."""
+        if follow.get("actor") != partner.base_url or follow.get("object") != self.node.base_url:
+            raise IntegrityError("a Follow names its sender as actor and this node as object")
+        await self.store.put_partner(replace(partner, approved=False))
+        _log.warning("%s asks to follow; approve with 'exchange partner approve'", partner.base_url)
 
     # --- follows ---------------------------------------------------------------------------
 

@@ -180,3 +180,105 @@ def _now() -> Any:
     from datetime import UTC, datetime
 
     return datetime.now(UTC)
+
+
+class Listener:
+    """A loopback TCP listener that only counts who connects to it."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.server: asyncio.base_events.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            writer.close()
+
+        self.server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+async def _post_signed_as(key_id: str, target: str, body: dict[str, Any]) -> int:
+    import json
+
+    import aiohttp
+
+    from exchange.httpsig import sign_request
+    from exchange.keys import KeyPair
+
+    key = KeyPair(key_id, bytes(range(32)))
+    data = json.dumps(body).encode()
+    headers = {"Content-Type": "application/activity+json"}
+    headers.update(
+        sign_request(
+            method="POST", target_uri=target, headers=headers, body=data, key=key, now=_now()
+        )
+    )
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(target, data=data, headers=headers) as response,
+    ):
+        return response.status
+
+
+@pytest.mark.parametrize(
+    "keyid_host",
+    ["127.0.0.1:{port}", "localhost:{port}", "[::1]:{port}"],
+    ids=["loopback", "localhost", "ipv6 loopback"],
+)
+@pytest.mark.parametrize("open_requests", [False, True], ids=["closed", "open follow requests"])
+async def test_a_keyid_naming_a_local_address_is_never_fetched(
+    tmp_path: Path, keyid_host: str, open_requests: bool
+) -> None:
+    listener = Listener()
+    await listener.start()
+    node = RunningNode(tmp_path / "n", "Knooppunt", "NL", open_follow_requests=open_requests)
+    await node.start()
+    try:
+        for scheme in ("http", "https"):
+            key_id = f"{scheme}://{keyid_host.format(port=listener.port)}/keys/1"
+            follow = {"type": "Follow", "actor": key_id.split("/keys/")[0], "object": node.base_url}
+            status = await _post_signed_as(key_id, f"{node.base_url}/inbox", follow)
+            assert status == 403
+        assert listener.connections == 0
+    finally:
+        await node.stop()
+        await listener.stop()
+
+
+async def test_a_stranger_asks_to_follow_and_waits_for_approval(tmp_path: Path) -> None:
+    publisher = RunningNode(
+        tmp_path / "p",
+        "Uitgever",
+        "NL",
+        open_follow_requests=True,
+        unsafe_private_follow_requests=True,
+    )
+    stranger = RunningNode(tmp_path / "s", "Fremder", "DE")
+    await publisher.start()
+    await stranger.start()
+    try:
+        await pin(stranger, publisher)
+        partner = await stranger.federation.follow(publisher.base_url)
+        assert partner.following == "requested"
+        waiting = await publisher.node.store.get_partner(stranger.base_url)
+        assert waiting is not None
+        assert not waiting.approved
+        assert not waiting.subscriber
+        await publisher.node.publish([practice(1)])
+        await asyncio.sleep(0.3)
+        assert await count_from(stranger, publisher.base_url) == 0  # nothing before approval
+        await publisher.federation.accept_subscriber(
+            waiting, {"type": "Follow", "actor": stranger.base_url, "object": publisher.base_url}
+        )
+        await eventually(lambda: _has(stranger, publisher.base_url, 1))
+        assert (await stranger.node.store.get_partner(publisher.base_url)).following == "accepted"
+    finally:
+        await stranger.stop()
+        await publisher.stop()

@@ -442,6 +442,8 @@ async def inbox(request: web.Request) -> web.Response:
     except SignatureError as error:
         raise web.HTTPUnauthorized(text=error.detail) from None
     partner = await _partner_for_key(node, key_id)
+    if partner is None and settings.open_follow_requests:
+        partner = await federation.stranger(key_id)  # fetches that one node document
     if partner is None:
         raise Forbidden(f"keyid {key_id} is not a key of a partner of this node")
     # 7. rate limit per partner -> 429
@@ -467,13 +469,19 @@ async def inbox(request: web.Request) -> web.Response:
     if not isinstance(activity, dict) or not isinstance(activity.get("type"), str):
         raise BadRequest("the body is not an activity")
     # 6. a rule broken -> 422 (raised as IntegrityError by the federation)
+    if not partner.approved:
+        if activity.get("type") != "Follow":
+            raise Forbidden(f"{partner.base_url} is not a partner; it may only ask to follow")
+        await federation.queue_follow_request(partner, activity)
+        return web.Response(status=202)
     await federation.handle_activity(partner, activity)
     return web.Response(status=202)
 
 
 async def _partner_for_key(node: Node, key_id: str) -> Partner | None:
+    """The partner (or the stranger waiting for approval) whose base URL holds the key."""
     for partner in await node.store.list_partners():
-        if partner.approved and is_under(key_id, partner.base_url):
+        if is_under(key_id, partner.base_url):
             return partner
     return None
 
