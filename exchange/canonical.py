@@ -175,8 +175,9 @@ def parse(data: bytes, *, integers_only: bool = False) -> Any:
     return value
 
 
-def canonicalize(value: Any) -> bytes:
-    """RFC 8785 canonical UTF-8 bytes of an I-JSON value (checked first)."""
-    if _scan(value, integers_only=False):
+def canonicalize(value: Any, *, integers_only: bool = False) -> bytes:
+    """RFC 8785 canonical UTF-8 bytes of an I-JSON value (checked first, in the same walk;
+    ``integers_only`` adds the entry rule of protocol.md §3)."""
+    if _scan(value, integers_only=integers_only):
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     return bytes(rfc8785.dumps(value))

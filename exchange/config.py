@@ -5,6 +5,7 @@ Loaded once, validated, frozen, and passed explicitly; nothing reads the environ
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -76,6 +77,8 @@ class Settings:
     delivery_interval_s: float = 0.25
     push_timeout_s: float = 10.0
     inbox_requests_per_minute: int = 600
+    #: Worker processes that verify pulled pages (0: verify in the node's own process).
+    verify_workers: int = 0
     #: Let nodes that are not partners ask to follow (the operator approves each one).
     open_follow_requests: bool = False
     #: Also fetch the node documents of strangers on private or loopback addresses
@@ -143,12 +146,15 @@ def load_settings(home: Path, environ: Mapping[str, str]) -> Settings:
         page_size=int(node.get("page_size", 100)),
         personal_data=privacy.get("personal_data", "public-roles"),
         open_follow_requests=bool(data.get("federation", {}).get("open_follow_requests", False)),
+        verify_workers=int(data.get("federation", {}).get("verify_workers", os.cpu_count() or 1)),
     )
     overrides: dict[str, Any] = {}
     if "EXCHANGE_HOST" in environ:
         overrides["host"] = environ["EXCHANGE_HOST"]
     if "EXCHANGE_PORT" in environ:
         overrides["port"] = _port(environ["EXCHANGE_PORT"])
+    if "EXCHANGE_VERIFY_WORKERS" in environ:
+        overrides["verify_workers"] = int(environ["EXCHANGE_VERIFY_WORKERS"])
     if "EXCHANGE_PERSONAL_DATA" in environ:
         overrides["personal_data"] = environ["EXCHANGE_PERSONAL_DATA"]
     settings = replace(settings, **overrides)

@@ -13,9 +13,12 @@ import contextlib
 import ipaddress
 import json
 import logging
+import multiprocessing
 import random
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -27,16 +30,28 @@ from exchange.config import log_origin
 from exchange.errors import ExchangeError, IntegrityError, UsageError
 from exchange.http.client import Fetcher, FetchError
 from exchange.ingest import CheckpointClaim, Equivocation, GapError, HaltedOrigin, halted, plan_run
-from exchange.merge import keyring_from_node_document
+from exchange.merge import check_node_document, keyring_from_node_document
 from exchange.node import Node, NotFound
-from exchange.origins import is_under
 from exchange.partners import OriginState, Partner, Rejection
 from exchange.resources import CONTEXT_IRIS
-from exchange.schema import check
 from exchange.store.base import MergeView, MergeWrite, Store
 from exchange.timestamps import format_timestamp
+from exchange.verification import (
+    Checked,
+    PageCheck,
+    changes_keys,
+    check_entries,
+    check_page,
+    leaf_or_none,
+)
 
-__all__ = ["Federation", "SyncReport", "fetch_node_document", "run_periodically"]
+__all__ = [
+    "Federation",
+    "SyncReport",
+    "fetch_node_document",
+    "run_periodically",
+    "verifier_pool",
+]
 
 _log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
@@ -56,16 +71,10 @@ async def fetch_node_document(fetcher: Fetcher, base_url: str) -> dict[str, Any]
     document = await fetcher.get_json(base_url)
     if not isinstance(document, dict):
         raise IntegrityError(f"{base_url}: the node document is not a JSON object")
-    check(document, "node")
-    if document["id"] != base_url:
-        raise IntegrityError(f"{base_url}: the node document names itself {document['id']!r}")
-    if document["logOrigin"] != log_origin(base_url):
-        raise IntegrityError(f"{base_url}: logOrigin {document['logOrigin']!r} is not its origin")
-    keyring_from_node_document(document)
-    NoteVerifier.parse(str(document["checkpointKey"]))
-    for member in ("inbox", "outbox", "checkpoint"):
-        if not is_under(str(document[member]), base_url):
-            raise IntegrityError(f"{base_url}: {member} {document[member]!r} is not under it")
+    try:
+        check_node_document(document, base_url)
+    except IntegrityError as error:
+        raise IntegrityError(f"{base_url}: {error.detail}", issues=error.issues) from None
     return document
 
 
@@ -95,9 +104,19 @@ def partner_from_document(document: Mapping[str, Any], now: datetime) -> Partner
 class Federation:
     """One node's federation work. Merges of an origin are serialised by a lock each."""
 
-    def __init__(self, node: Node, fetcher: Fetcher, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        node: Node,
+        fetcher: Fetcher,
+        *,
+        rng: random.Random | None = None,
+        executor: Executor | None = None,
+    ) -> None:
         self.node = node
         self.fetcher = fetcher
+        #: Worker processes for page verification (None: verify in this process).
+        self.executor = executor
+        self.pages_in_flight = 2 * max(1, getattr(executor, "_max_workers", 1))
         self.policy = delivery.DeliveryPolicy()
         self._rng = rng or random.Random()
         self._locks: dict[str, asyncio.Lock] = {}
@@ -282,14 +301,13 @@ class Federation:
         )
 
     async def _merge_run(
-        self, partner: Partner, documents: list[Any], start: int, claim: CheckpointClaim
+        self, partner: Partner, checked: Sequence[Checked], start: int, claim: CheckpointClaim
     ) -> MergeWrite:
-        """Merge a run of entries under ``claim``, fetching the proofs it needs."""
+        """Merge a run of checked entries under ``claim``, fetching the proofs it needs."""
         state = await self._state(partner.base_url)
         if state.halted:
             raise HaltedOrigin(f"{partner.base_url} is halted: {state.halt_reason}")
-        keys = keyring_from_node_document(partner.document)
-        end = start + len(documents)
+        end = start + len(checked)
         if claim.size > state.checkpoint_size:
             previous = await self._consistency(partner, state.checkpoint_size, claim.size)
             claim = replace(claim, from_previous=previous)
@@ -299,15 +317,58 @@ class Federation:
 
         def plan(view: MergeView) -> MergeWrite:
             current = view.origin_state(partner.base_url) or OriginState(partner.base_url)
-            return plan_run(
-                current, documents, start, claim, keys=keys, now=now, get_object=view.get_object
-            )
+            return plan_run(current, checked, start, claim, now=now, get_objects=view.get_objects)
 
         try:
             return await self.store.merge(plan)
         except Equivocation as error:
             await self._halt(partner, error, claim)
             raise
+
+    def _check_inline(self, partner: Partner, items: Sequence[Any], start: int) -> list[Checked]:
+        return check_entries(
+            items,
+            [leaf_or_none(item) for item in items],
+            start,
+            base_url=partner.base_url,
+            keys=keyring_from_node_document(partner.document),
+            now=datetime.now(UTC),
+        )
+
+    async def _merge_checked(
+        self,
+        partner: Partner,
+        items: Sequence[Any],
+        checked: Sequence[Checked],
+        start: int,
+        claim: CheckpointClaim,
+    ) -> tuple[Partner, int]:
+        """Merge checked entries in runs that end at each Update of the node document, so
+        that the entries after a key change are checked with the keys it gives (§1, §7)."""
+        rejected = 0
+        while checked:
+            cut = next((k + 1 for k, item in enumerate(checked) if changes_keys(item)), None)
+            run = list(checked if cut is None else checked[:cut])
+            write = await self._merge_run(partner, run, start, claim)
+            rejected += len(write.rejections)
+            if cut is None:
+                break
+            items, checked, start = items[cut:], checked[cut:], start + cut
+            if write.partner_document is not None:
+                partner = await self.partner(partner.base_url)
+                checked = self._check_inline(partner, items, start)
+        return partner, rejected
+
+    async def _check_page(self, partner: Partner, raw: bytes, start: int) -> PageCheck:
+        """Parse and verify a page, in a worker process when the node has a pool."""
+        keys = keyring_from_node_document(partner.document)
+        now = datetime.now(UTC)
+        if self.executor is None:
+            return check_page(raw, start, partner.base_url, keys, now)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.executor, check_page, raw, start, partner.base_url, keys, now
+        )
 
     # --- pull ------------------------------------------------------------------------------
 
@@ -328,44 +389,53 @@ class Federation:
         claim = self._verify_note(partner, note)
         state = await self._state(partner.base_url)
         page_size = int(partner.document.get("pageSize", 100))
-        rejected = 0
         if claim.size <= state.next_seq:
             write = await self._merge_run(partner, [], state.next_seq, claim)
             return SyncReport(partner.base_url, write.origin.next_seq, claim.size, 0)
-        number = state.next_seq // page_size
         outbox = str(partner.document["outbox"])
-        while True:
-            url = f"{outbox}/{number}"
-            page = await self.fetcher.get_json(url)
-            start, documents, next_url = self._check_page(page, url, outbox, number, page_size)
-            documents = documents[: max(0, claim.size - start)]
-            if documents:
-                write = await self._merge_run(partner, documents, start, claim)
-                rejected += len(write.rejections)
+        first, last = state.next_seq // page_size, (claim.size - 1) // page_size
+        pages = _PageWindow(self, partner, outbox, page_size, first, last, self.pages_in_flight)
+        rejected = 0
+        try:
+            async for number, check in pages:
+                start = number * page_size
+                checked = self._checked_page(check, outbox, number, page_size, claim.size)
+                items = list(check.page["orderedItems"])[: len(checked)]
+                keys = keyring_from_node_document(partner.document)
+                if check.keys != keys:  # checked ahead before a key change: check again
+                    checked = self._check_inline(partner, items, start)
+                partner, merged = await self._merge_checked(partner, items, checked, start, claim)
+                rejected += merged
                 if progress is not None:
-                    progress(write.origin.next_seq, claim.size)
-            if start + len(documents) >= claim.size or next_url is None:
-                break
-            number += 1
+                    progress(start + len(checked), claim.size)
+        finally:
+            await pages.close()
         state = await self._state(partner.base_url)
         return SyncReport(partner.base_url, state.next_seq, state.checkpoint_size, rejected)
 
     @staticmethod
-    def _check_page(
-        page: Any, url: str, outbox: str, number: int, page_size: int
-    ) -> tuple[int, list[Any], str | None]:
-        if not isinstance(page, dict) or page.get("type") != "OrderedCollectionPage":
+    def _checked_page(
+        check: PageCheck, outbox: str, number: int, page_size: int, claim_size: int
+    ) -> list[Checked]:
+        """protocol.md §4: the page is the one asked for, with the links the protocol gives."""
+        page, url = check.page, f"{outbox}/{number}"
+        if page.get("type") != "OrderedCollectionPage":
             raise IntegrityError(f"{url}: not an OrderedCollectionPage")
         if page.get("partOf") != outbox or page.get("id") != url:
             raise IntegrityError(f"{url}: the page does not belong to {outbox}")
-        start = page.get("startIndex")
-        items = page.get("orderedItems")
-        if start != number * page_size or not isinstance(items, list) or len(items) > page_size:
+        items = page.get("orderedItems", [])
+        if page.get("startIndex") != number * page_size or len(items) > page_size:
             raise IntegrityError(f"{url}: startIndex or orderedItems do not fit page {number}")
         next_url = page.get("next")
-        if next_url is not None and next_url != f"{outbox}/{number + 1}":
+        full = len(items) == page_size
+        if (next_url is not None or full) and next_url != f"{outbox}/{number + 1}":
             raise IntegrityError(f"{url}: next must be {outbox}/{number + 1}, not {next_url!r}")
-        return start, items, next_url
+        start = number * page_size
+        if start + len(items) < min(claim_size, start + page_size):
+            raise IntegrityError(
+                f"{url}: {len(items)} entries, fewer than checkpoint {claim_size} covers"
+            )
+        return list(check.checked[: max(0, claim_size - start)])
 
     # --- push: receiving -------------------------------------------------------------------
 
@@ -383,7 +453,8 @@ class Federation:
         claim = self._verify_note(partner, note)
         async with self._lock(partner.base_url):
             try:
-                await self._merge_run(partner, items, start, claim)
+                checked = self._check_inline(partner, items, start)
+                await self._merge_checked(partner, items, checked, start, claim)
             except GapError:
                 self.request_pull(partner.base_url)
             except (IntegrityError, FetchError) as error:
@@ -450,6 +521,67 @@ class Federation:
 
 def _loads(leaf: bytes) -> Any:
     return json.loads(leaf)
+
+
+@contextlib.contextmanager
+def verifier_pool(workers: int) -> Iterator[Executor | None]:
+    """Worker processes for page verification; spawned, not forked, since the node runs
+    threads (the store's) that a fork would copy mid-flight."""
+    if workers <= 0:
+        yield None
+        return
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _PageWindow:
+    """Pages ``first..last`` fetched and checked a few ahead, yielded in order."""
+
+    def __init__(
+        self,
+        federation: Federation,
+        partner: Partner,
+        outbox: str,
+        page_size: int,
+        first: int,
+        last: int,
+        in_flight: int,
+    ) -> None:
+        self._federation, self._partner, self._outbox = federation, partner, outbox
+        self._page_size, self._next, self._last = page_size, first, last
+        self._in_flight = in_flight
+        self._tasks: deque[tuple[int, asyncio.Task[PageCheck]]] = deque()
+
+    async def _fetch_and_check(self, number: int) -> PageCheck:
+        _, raw, _ = await self._federation.fetcher.get_bytes(f"{self._outbox}/{number}")
+        return await self._federation._check_page(self._partner, raw, number * self._page_size)
+
+    def _fill(self) -> None:
+        while len(self._tasks) < self._in_flight and self._next <= self._last:
+            task = asyncio.create_task(self._fetch_and_check(self._next))
+            self._tasks.append((self._next, task))
+            self._next += 1
+
+    def __aiter__(self) -> _PageWindow:
+        return self
+
+    async def __anext__(self) -> tuple[int, PageCheck]:
+        self._fill()
+        if not self._tasks:
+            raise StopAsyncIteration
+        number, task = self._tasks.popleft()
+        check = await task
+        self._fill()
+        return number, check
+
+    async def close(self) -> None:
+        for _, task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*(task for _, task in self._tasks), return_exceptions=True)
+        self._tasks.clear()
 
 
 async def run_periodically(

@@ -17,14 +17,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from exchange.canonical import canonicalize
 from exchange.entries import ObjectRecord
 from exchange.errors import IntegrityError, MerkleProofError
-from exchange.merge import KeyRing, decide, verify_entry
-from exchange.merkle import EMPTY_ROOT, CompactRange, leaf_hash, verify_consistency
+from exchange.merge import decide
+from exchange.merkle import EMPTY_ROOT, CompactRange, verify_consistency
 from exchange.partners import OriginState, Rejection
 from exchange.store.base import MergeWrite
 from exchange.timestamps import format_timestamp
+from exchange.verification import Checked
 
 __all__ = [
     "CheckpointClaim",
@@ -111,65 +111,58 @@ def halted(state: OriginState, error: IntegrityError, evidence: Sequence[str]) -
     return replace(state, halted=True, halt_reason=error.detail, evidence=tuple(evidence))
 
 
-def _leaf_hash_of(document: Mapping[str, Any]) -> bytes | None:
-    try:
-        return leaf_hash(canonicalize(document))
-    except IntegrityError:
-        return None
-
-
 def plan_run(
     state: OriginState,
-    documents: Sequence[Mapping[str, Any]],
+    checked: Sequence[Checked],
     start: int,
     claim: CheckpointClaim,
     *,
-    keys: KeyRing,
     now: datetime,
-    get_object: Callable[[str], ObjectRecord | None],
+    get_objects: Callable[[Sequence[str]], Mapping[str, ObjectRecord]],
 ) -> MergeWrite:
-    """Merge entries ``start, start+1, ...`` of ``state``'s origin under checkpoint ``claim``.
+    """Merge checked entries ``start, start+1, ...`` of ``state``'s origin under ``claim``.
 
     Entries already merged are skipped (rule 3); a run that starts after the next expected
     seq raises GapError (rule 2). Raises Rollback, Equivocation or MerkleProofError when the
     run does not lie on a checkpoint consistent with the verified history; nothing of it
-    is then merged.
+    is then merged. Rejected entries are recorded and still count in the tree (rule 6).
     """
-    checked = accept_checkpoint(state, claim)
+    checked_state = accept_checkpoint(state, claim)
     skip = state.next_seq - start
     if skip < 0:
         raise GapError(f"entries start at {start}, but {state.next_seq} is the next expected")
-    run = list(documents[skip:])
+    run = list(checked[skip:])
     if state.next_seq + len(run) > claim.size:
         raise MerkleProofError(
             f"entries up to {state.next_seq + len(run)} are beyond the checkpoint size {claim.size}"
         )
     tree = CompactRange(state.next_seq, state.peaks)
+    stored = get_objects([i.entry.object_id for i in run if i.entry and i.entry.object_id])
     overlay: dict[str, ObjectRecord | None] = {}
     received: list[tuple[int, bytes, str]] = []
     rejections: list[Rejection] = []
     partner_document: Mapping[str, Any] | None = None
     stamp = format_timestamp(now)
-    for offset, document in enumerate(run):
+    for offset, item in enumerate(run):
         seq = state.next_seq + offset
-        try:
-            entry = verify_entry(
-                document, base_url=state.base_url, expected_seq=seq, keys=keys, now=now
-            )
-        except IntegrityError as error:
-            hashed = _leaf_hash_of(document)
-            if hashed is None:  # not even I-JSON: the run cannot be placed on the tree
-                raise MerkleProofError(f"entry {seq} cannot be hashed: {error.detail}") from None
-            tree.append_hash(hashed)
-            rejections.append(Rejection(state.base_url, seq, error.detail, error.problem, stamp))
+        if item.seq != seq:
+            raise GapError(f"checked entry {item.seq} is not entry {seq}")
+        if item.leaf_hash is None:  # not even I-JSON: the run cannot be placed on the tree
+            raise MerkleProofError(f"entry {seq} cannot be hashed: {item.reason}")
+        tree.append_hash(item.leaf_hash)
+        entry = item.entry
+        if entry is None:
+            rejections.append(Rejection(state.base_url, seq, item.reason, item.problem, stamp))
             continue
-        tree.append_hash(entry.leaf_hash)
-        received.append((seq, entry.leaf_hash, _json(document)))
-        current = (
-            overlay[entry.object_id]
-            if entry.object_id in overlay
-            else (get_object(entry.object_id) if entry.object_id else None)
-        )
+        text = entry.leaf.decode() if entry.leaf else _json(entry.document)
+        received.append((seq, entry.leaf_hash, text))
+        current: ObjectRecord | None = None
+        if entry.object_id is not None:
+            current = (
+                overlay[entry.object_id]
+                if entry.object_id in overlay
+                else stored.get(entry.object_id)
+            )
         try:
             outcome = decide(current, entry)
         except IntegrityError as error:
@@ -178,10 +171,10 @@ def plan_run(
         if outcome.record is not None:
             overlay[outcome.record.id] = outcome.record
         if outcome.action == "node-document":
-            partner_document = dict(document["object"])
+            partner_document = dict(entry.document["object"])
     if run:
         _check_prefix(tree, claim)
-    new_state = replace(checked, next_seq=tree.size, peaks=tuple(tree.peaks))
+    new_state = replace(checked_state, next_seq=tree.size, peaks=tuple(tree.peaks))
     objects = [record for record in overlay.values() if record is not None]
     return MergeWrite(new_state, received, objects, rejections, partner_document)
 

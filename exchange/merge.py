@@ -17,12 +17,13 @@ from datetime import datetime
 from typing import Any
 
 from exchange.canonical import canonicalize
+from exchange.checkpoint import NoteVerifier
 from exchange.entries import ObjectRecord
 from exchange.errors import IntegrityError, InvalidKey, SchemaError
 from exchange.keys import PublicKey, public_key_from_multibase
 from exchange.merkle import leaf_hash
 from exchange.origins import OriginError, is_under
-from exchange.proof import verify_document
+from exchange.proof import verify_proof
 from exchange.schema import check
 from exchange.timestamps import parse_timestamp
 
@@ -32,6 +33,7 @@ __all__ = [
     "MergeRejected",
     "Outcome",
     "VerifiedEntry",
+    "check_node_document",
     "check_shape",
     "decide",
     "keyring_from_node_document",
@@ -71,6 +73,7 @@ class VerifiedEntry:
     object_id: str | None
     document: Mapping[str, Any]
     leaf_hash: bytes
+    leaf: bytes = b""  # the JCS bytes that were verified (empty for a Redacted entry)
 
 
 def check_shape(entry: Mapping[str, Any]) -> None:
@@ -93,6 +96,27 @@ def check_shape(entry: Mapping[str, Any]) -> None:
             stack.extend((item, f"{path}/{index}") for index, item in enumerate(node))
 
 
+_FORBIDDEN_MEMBER_BYTES = tuple(f'"{keyword}":'.encode() for keyword in sorted(FORBIDDEN_KEYWORDS))
+
+
+def _check_shape_canonical(entry: Mapping[str, Any], leaf: bytes) -> None:
+    """:func:`check_shape` on the entry's JCS bytes: in canonical JSON a quote inside a
+    string is escaped, so ``"@graph":`` can only be a member name. The walk runs only to
+    name the place when the bytes show a problem."""
+    if any(member in leaf for member in _FORBIDDEN_MEMBER_BYTES) or leaf.count(b'"@context":') != 2:
+        check_shape(entry)
+
+
+def _without_proof(leaf: bytes, proof: object) -> bytes | None:
+    """The JCS of the entry without its proof, cut from the entry's own JCS bytes.
+
+    ``proof`` sorts after ``object`` and before ``published``, so it is never the first
+    member and is preceded by a comma; the cut is used only when it is unambiguous.
+    """
+    needle = b',"proof":' + canonicalize(proof)
+    return leaf.replace(needle, b"", 1) if leaf.count(needle) == 1 else None
+
+
 def _redacted(entry: Mapping[str, Any], base_url: str, seq: int) -> VerifiedEntry:
     check(entry, "entry")
     try:
@@ -111,9 +135,15 @@ def verify_entry(
     now: datetime,
     max_entry_bytes: int = 256 * 1024,
     max_clock_skew_s: int = 300,
+    leaf: bytes | None = None,
 ) -> VerifiedEntry:
-    """Verify entry ``expected_seq`` of the log of ``base_url``, or raise with the reason."""
-    leaf = canonicalize(entry)  # also re-checks I-JSON
+    """Verify entry ``expected_seq`` of the log of ``base_url``, or raise with the reason.
+
+    ``leaf``, when the caller has it, is the entry's JCS as ``canonicalize(entry,
+    integers_only=True)`` made it (the I-JSON checks ran there).
+    """
+    if leaf is None:
+        leaf = canonicalize(entry, integers_only=True)
     if len(leaf) > max_entry_bytes:
         raise SchemaError(f"the entry is {len(leaf)} bytes; at most {max_entry_bytes} are allowed")
     if entry.get("seq") != expected_seq:
@@ -122,7 +152,7 @@ def verify_entry(
         raise OriginError(f"/id: expected {base_url}/log/{expected_seq}")
     if entry.get("type") == "Redacted":
         return _redacted(entry, base_url, expected_seq)
-    check_shape(entry)
+    _check_shape_canonical(entry, leaf)
     check(entry, "entry")
     # Rule 1: origin authority.
     if entry["actor"] != base_url or not is_under(entry["actor"], base_url):
@@ -130,18 +160,48 @@ def verify_entry(
     object_id = str(entry["object"]["id"])
     if not is_under(object_id, base_url):
         raise OriginError(f"/object/id: {object_id!r} is not under {base_url}")
-    if object_id == base_url and entry["object"].get("type") != "Service":
-        raise OriginError("/object/id: only the node document has the node's own id")
+    is_node_document = entry["object"].get("type") == "Service"
+    if (object_id == base_url) != is_node_document:
+        raise OriginError("/object/id: the node document, and only it, has the node's own id")
+    if is_node_document:
+        if entry["type"] != "Update":
+            raise OriginError(
+                f"/type: the node document changes only by an Update, not {entry['type']}"
+            )
+        check_node_document(entry["object"], base_url)
     attributed = entry["object"].get("attributedTo")
     if attributed is not None and attributed != base_url:
         raise OriginError(f"/object/attributedTo: {attributed!r} is not {base_url}")
     method = str(entry["proof"]["verificationMethod"])
     if not is_under(method, base_url):
         raise OriginError(f"/proof/verificationMethod: {method!r} is not a key of {base_url}")
-    verify_document(entry, keys.resolve, now, max_clock_skew_s=max_clock_skew_s)
-    return VerifiedEntry(
-        base_url, expected_seq, str(entry["type"]), object_id, entry, leaf_hash(leaf)
+    unsecured = {name: value for name, value in entry.items() if name != "proof"}
+    verify_proof(
+        unsecured,
+        entry["proof"],
+        keys.resolve,
+        now,
+        max_clock_skew_s=max_clock_skew_s,
+        transformed=_without_proof(leaf, entry["proof"]),
     )
+    return VerifiedEntry(
+        base_url, expected_seq, str(entry["type"]), object_id, entry, leaf_hash(leaf), leaf
+    )
+
+
+def check_node_document(document: Mapping[str, Any], base_url: str) -> None:
+    """A node document names itself, its log origin and endpoints under its own base URL,
+    and lists keys that parse (protocol.md §1); raise OriginError otherwise."""
+    check(document, "node")
+    if document["id"] != base_url:
+        raise OriginError(f"/id: the node document names itself {document['id']!r}, not {base_url}")
+    if document["logOrigin"] != base_url.split("://", 1)[1]:
+        raise OriginError(f"/logOrigin: {document['logOrigin']!r} is not the origin of {base_url}")
+    for member in ("inbox", "outbox", "checkpoint"):
+        if not is_under(str(document[member]), base_url):
+            raise OriginError(f"/{member}: {document[member]!r} is not under {base_url}")
+    keyring_from_node_document(document)
+    NoteVerifier.parse(str(document["checkpointKey"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +221,10 @@ def decide(current: ObjectRecord | None, entry: VerifiedEntry) -> Outcome:
     if entry.activity == "Update" and obj.get("type") == "Service":
         return Outcome("node-document")
     assert entry.object_id is not None
+    if current is not None and current.origin != entry.origin:
+        # Rule 1 by ownership: an id under B that another node holds (a base URL nested in
+        # another, as on shared hosting) is still not B's to change.
+        raise OriginError(f"{entry.object_id} belongs to {current.origin}, not {entry.origin}")
     if entry.activity == "Delete":
         if current is not None and current.deleted:
             return Outcome("skip", reason="already deleted")

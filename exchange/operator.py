@@ -22,7 +22,7 @@ from exchange.config import (
 from exchange.delivery import DeliveryState
 from exchange.documents import read_document, write_secret_json
 from exchange.errors import IntegrityError, UsageError
-from exchange.federation import Federation
+from exchange.federation import Federation, verifier_pool
 from exchange.http.client import fetcher
 from exchange.keys import generate
 from exchange.node import PublishOutcome, open_node, token_digest
@@ -205,7 +205,8 @@ def _first_name(body: Mapping[str, Any]) -> str:
 async def open_federation(settings: Settings) -> AsyncIterator[Federation]:
     """The node's federation with an HTTP client, for one CLI command."""
     async with open_node(settings) as node, fetcher(node.key) as client:
-        yield Federation(node, client)
+        with verifier_pool(settings.verify_workers) as executor:
+            yield Federation(node, client, executor=executor)
 
 
 def run_federation(settings: Settings, work: Callable[[Federation], Awaitable[T]]) -> T:

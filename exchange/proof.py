@@ -146,8 +146,13 @@ def verify_proof(
     *,
     expected_purpose: str = "assertionMethod",
     max_clock_skew_s: int = 300,
+    transformed: bytes | None = None,
 ) -> VerifiedProof:
-    """§3.3.2 Verify Proof of one ``proof`` over ``document`` (given without any proof)."""
+    """§3.3.2 Verify Proof of one ``proof`` over ``document`` (given without any proof).
+
+    ``transformed``, when given, is the caller's JCS of ``document`` (saves computing it
+    again); it is used only when the proof's @context leaves the document unchanged.
+    """
     if not isinstance(proof, Mapping):
         raise ProofError("proof: not a JSON object")
     # Step 1-2: proof options are the proof without proofValue.
@@ -165,7 +170,9 @@ def verify_proof(
         document_context = unsecured.get("@context")
         if not _is_context_prefix(proof_context, document_context):
             raise ProofError("@context: the proof's @context is not a prefix of the document's")
-        unsecured["@context"] = proof_context
+        if proof_context != document_context:
+            unsecured["@context"] = proof_context
+            transformed = None
     canonical_config = proof_configuration(options)
     created = _parse_created(options.get("created"))
     method = options.get("verificationMethod")
@@ -179,7 +186,8 @@ def verify_proof(
         raise ProofError("proofValue: not a base58btc multibase value") from None
     if len(signature) != 64:
         raise ProofError(f"proofValue: an Ed25519 signature has 64 bytes, not {len(signature)}")
-    if not key.verify(signature, hash_data(transform(unsecured), canonical_config)):
+    document_bytes = transformed if transformed is not None else transform(unsecured)
+    if not key.verify(signature, hash_data(document_bytes, canonical_config)):
         raise ProofError(
             "signature: does not match the document (changed after signing, or another key)"
         )

@@ -79,13 +79,13 @@ class RunningNode:
         self.base_url = f"http://127.0.0.1:{self.port}"
         result = init_node(home, base_url=self.base_url, name=name, country=country)
         self.token = result.token
-        self.settings = replace(
-            result.settings,
-            sync_interval_s=3600.0,
-            delivery_interval_s=0.05,
-            push_timeout_s=2.0,
-            **changes,
-        )
+        defaults: dict[str, Any] = {
+            "sync_interval_s": 3600.0,
+            "delivery_interval_s": 0.05,
+            "push_timeout_s": 2.0,
+            "verify_workers": 0,
+        }
+        self.settings = replace(result.settings, **{**defaults, **changes})
         self.server: Any = None
 
     @property

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import html
 import json
 import logging
@@ -26,7 +27,7 @@ from exchange.canonical import parse
 from exchange.config import Settings
 from exchange.entries import ObjectRecord
 from exchange.errors import InvalidKey, SignatureError, UsageError
-from exchange.federation import Federation, run_periodically
+from exchange.federation import Federation, run_periodically, verifier_pool
 from exchange.http.client import fetcher
 from exchange.http.negotiation import preferred
 from exchange.http.problems import problem_middleware
@@ -556,7 +557,9 @@ def create_app(settings: Settings, *, run_background: bool = True) -> web.Applic
     async def node_context(app: web.Application) -> AsyncIterator[None]:
         async with open_node(settings) as node, fetcher(node.key) as client:
             app[NODE] = node
-            federation = Federation(node, client)
+            pool = contextlib.ExitStack()
+            executor = pool.enter_context(verifier_pool(settings.verify_workers))
+            federation = Federation(node, client, executor=executor)
             app[FEDERATION] = federation
             node.on_append = federation.wake_delivery.set
             tasks = [] if not run_background else _background(federation)
@@ -564,6 +567,7 @@ def create_app(settings: Settings, *, run_background: bool = True) -> web.Applic
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            pool.close()
 
     app.cleanup_ctx.append(node_context)
     app[RATE_LIMITER] = RateLimiter(settings.inbox_requests_per_minute)

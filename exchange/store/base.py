@@ -60,6 +60,10 @@ class MergeView(Protocol):
 
     def get_object(self, object_id: str) -> ObjectRecord | None: ...
 
+    def get_objects(self, object_ids: Sequence[str]) -> Mapping[str, ObjectRecord]:
+        """The stored objects among ``object_ids`` (absent ones are left out)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class MergeWrite:

@@ -16,6 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
+
 from exchange.delivery import DeliveryState
 from exchange.entries import ObjectRecord
 from exchange.errors import ExchangeError
@@ -122,21 +124,30 @@ def _record(row: Sequence[Any]) -> ObjectRecord:
     return ObjectRecord(object_id, origin, type_name, version, bool(deleted), seq, json.loads(body))
 
 
-def _put_object(connection: sqlite3.Connection, record: ObjectRecord) -> None:
-    connection.execute("DELETE FROM objects WHERE id = ?", (record.id,))
-    connection.execute(
-        "INSERT INTO objects (id, origin, type, version, deleted, seq, body)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (
-            record.id,
-            record.origin,
-            record.type,
-            record.version,
-            int(record.deleted),
-            record.seq,
-            json.dumps(record.body, ensure_ascii=False, separators=(",", ":")),
-        ),
+_PUT_OBJECT = (
+    "INSERT INTO objects (id, origin, type, version, deleted, seq, body)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET origin = excluded.origin, type = excluded.type,"
+    " version = excluded.version, deleted = excluded.deleted, seq = excluded.seq,"
+    " body = excluded.body"
+)
+
+
+def _object_row(record: ObjectRecord) -> tuple[Any, ...]:
+    body = orjson.dumps(record.body).decode()
+    return (
+        record.id,
+        record.origin,
+        record.type,
+        record.version,
+        int(record.deleted),
+        record.seq,
+        body,
     )
+
+
+def _put_objects(connection: sqlite3.Connection, records: Sequence[ObjectRecord]) -> None:
+    connection.executemany(_PUT_OBJECT, [_object_row(record) for record in records])
 
 
 def _get_object(connection: sqlite3.Connection, object_id: str) -> ObjectRecord | None:
@@ -276,8 +287,7 @@ class SQLiteStore:
                 "INSERT INTO merkle (level, idx, hash) VALUES (?, ?, ?)",
                 perfect_subtrees_completed_by(transaction, entry.seq, hashed),
             )
-        for record in append.objects:
-            _put_object(connection, record)
+        _put_objects(connection, append.objects)
         new_size = size + len(append.entries)
         new_root = root(transaction, new_size)
         row = connection.execute(
@@ -599,6 +609,22 @@ class _MergeView:
     def get_object(self, object_id: str) -> ObjectRecord | None:
         return _get_object(self._connection, object_id)
 
+    def get_objects(self, object_ids: Sequence[str]) -> dict[str, ObjectRecord]:
+        found: dict[str, ObjectRecord] = {}
+        unique = sorted(set(object_ids))
+        for offset in range(0, len(unique), 500):
+            chunk = unique[offset : offset + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._connection.execute(
+                f"SELECT id, origin, type, version, deleted, seq, body FROM objects"
+                f" WHERE id IN ({marks})",
+                chunk,
+            ).fetchall()
+            for row in rows:
+                record = _record(row)
+                found[record.id] = record
+        return found
+
 
 def _insert_rejections(connection: sqlite3.Connection, rejections: Sequence[Rejection]) -> None:
     connection.executemany(
@@ -628,8 +654,7 @@ def _write_merge(connection: sqlite3.Connection, write: MergeWrite) -> None:
         "INSERT INTO received (origin, seq, leaf_hash, entry) VALUES (?, ?, ?, ?)",
         [(state.base_url, seq, hashed, entry) for seq, hashed, entry in write.received],
     )
-    for record in write.objects:
-        _put_object(connection, record)
+    _put_objects(connection, write.objects)
     _insert_rejections(connection, write.rejections)
     if write.partner_document is not None:
         connection.execute(
