@@ -30,15 +30,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from exchange.federation import fetch_node_document, partner_from_document  # noqa: E402
-from tests.nodes import RunningNode  # noqa: E402
+from exchange.federation import fetch_node_document, partner_from_document
+from tests.nodes import RunningNode
 
 
 def entry_draft(number: int) -> dict[str, Any]:
     """A realistic ~3 KB Event: multilingual text, venue, organiser, roles."""
     text = (
-        "Een debatavond over samenwerking tussen overheden over grenzen heen, met praktijkvoorbeelden "
-        "uit gemeenten, provincies en het Rijk. "
+        "Een debatavond over samenwerking tussen overheden over grenzen heen, met "
+        "praktijkvoorbeelden uit gemeenten, provincies en het Rijk. "
     ) * 6
     return {
         "type": "Event",
@@ -51,7 +51,9 @@ def entry_draft(number: int) -> dict[str, Any]:
             "nameMap": {"nl": "De Glazen Zaal"},
             "address": {"type": "Address", "postName": "Den Haag", "adminUnitL1": "NL"},
         },
-        "organizer": [{"type": "Organization", "nameMap": {"nl": "Vereniging voor OverheidsManagement"}}],
+        "organizer": [
+            {"type": "Organization", "nameMap": {"nl": "Vereniging voor OverheidsManagement"}}
+        ],
         "inLanguage": ["nl"],
     }
 
@@ -100,10 +102,14 @@ async def connect(subscriber: RunningNode, publisher: RunningNode) -> None:
 
 async def push_latency(publisher: RunningNode, subscriber: RunningNode, samples: int) -> float:
     # The subscriber follows for real: the publisher pushes every append.
-    publisher_document = await fetch_node_document(publisher.federation.fetcher, subscriber.base_url)
+    publisher_document = await fetch_node_document(
+        publisher.federation.fetcher, subscriber.base_url
+    )
     from datetime import UTC, datetime
 
-    await publisher.node.store.put_partner(partner_from_document(publisher_document, datetime.now(UTC)))
+    await publisher.node.store.put_partner(
+        partner_from_document(publisher_document, datetime.now(UTC))
+    )
     await subscriber.federation.follow(publisher.base_url)
     latencies = []
     for number in range(samples):
@@ -116,9 +122,11 @@ async def push_latency(publisher: RunningNode, subscriber: RunningNode, samples:
 
 
 async def run(total: int, data_dir: Path, ceiling_s: float, samples: int, workers: int) -> None:
-    publisher = RunningNode(data_dir / f"publisher-{total}", "Publisher", "NL") if not (
-        data_dir / f"publisher-{total}" / "exchange.toml"
-    ).exists() else None
+    publisher = (
+        RunningNode(data_dir / f"publisher-{total}", "Publisher", "NL")
+        if not (data_dir / f"publisher-{total}" / "exchange.toml").exists()
+        else None
+    )
     if publisher is None:
         publisher = _reopen(data_dir / f"publisher-{total}")
     await publisher.start()
@@ -128,7 +136,9 @@ async def run(total: int, data_dir: Path, ceiling_s: float, samples: int, worker
     print(f"publisher: {size:,} entries of {entry_bytes:,} bytes (built in {built:.1f} s)")
 
     with tempfile.TemporaryDirectory() as scratch:
-        subscriber = RunningNode(Path(scratch) / "subscriber", "Subscriber", "BE", verify_workers=workers)
+        subscriber = RunningNode(
+            Path(scratch) / "subscriber", "Subscriber", "BE", verify_workers=workers
+        )
         await subscriber.start()
         await connect(subscriber, publisher)
         rss_before = _peak_rss_mb()
@@ -142,11 +152,15 @@ async def run(total: int, data_dir: Path, ceiling_s: float, samples: int, worker
         print(f"catch-up: {size:,} entries in {elapsed:.1f} s = {rate:,.0f} entries/s")
         print(f"ceiling: {ceiling:,.0f} Ed25519 verifies/s of a 3 KB message, one core ({library})")
         print(f"ratio: {rate / ceiling:.0%} of the ceiling (target: at least 50%)")
-        print(f"peak RSS of this process (publisher and subscriber): {_peak_rss_mb():.0f} MB"
-              f" (before the catch-up {rss_before:.0f} MB; target: subscriber under 200 MB)")
+        print(
+            f"peak RSS of this process (publisher and subscriber): {_peak_rss_mb():.0f} MB"
+            f" (before the catch-up {rss_before:.0f} MB; target: subscriber under 200 MB)"
+        )
         latency = await push_latency(publisher, subscriber, samples)
-        print(f"push latency, publish on A to merged on B, median of {samples}: {latency * 1000:.0f} ms"
-              " (target: under 1 s)")
+        print(
+            f"push latency, publish on A to merged on B, median of {samples}: "
+            f"{latency * 1000:.0f} ms (target: under 1 s)"
+        )
         await subscriber.stop()
     await publisher.stop()
 
