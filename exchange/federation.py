@@ -42,7 +42,9 @@ from exchange.verification import (
     changes_keys,
     check_entries,
     check_page,
+    check_page_verdicts,
     leaf_or_none,
+    page_check_from_verdicts,
 )
 
 __all__ = [
@@ -366,9 +368,10 @@ class Federation:
         if self.executor is None:
             return check_page(raw, start, partner.base_url, keys, now)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self.executor, check_page, raw, start, partner.base_url, keys, now
+        verdicts = await loop.run_in_executor(
+            self.executor, check_page_verdicts, raw, start, partner.base_url, keys, now
         )
+        return page_check_from_verdicts(raw, verdicts, partner.base_url, keys)
 
     # --- pull ------------------------------------------------------------------------------
 

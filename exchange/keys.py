@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 import base58
 import nacl.exceptions
@@ -21,6 +22,7 @@ __all__ = [
     "ED25519_PUB_PREFIX",
     "KeyPair",
     "PublicKey",
+    "b58decode",
     "decode_multibase",
     "did_key_verification_method",
     "encode_multibase",
@@ -42,13 +44,43 @@ def encode_multibase(data: bytes) -> str:
     return "z" + base58.b58encode(data).decode("ascii")
 
 
+_B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_B58_VALUES = {char: value for value, char in enumerate(_B58_ALPHABET)}
+_B58_CHUNK = 10  # 58**10 < 2**64: ten digits at a time keep most arithmetic on small ints
+_B58_CHUNK_BASE = 58**_B58_CHUNK
+
+
+def b58decode(text: str) -> bytes:
+    """Base58 (Bitcoin alphabet) decoding; the hot path of every proof verification.
+
+    Equal to ``base58.b58decode`` (a property test holds them together), but it multiplies
+    the big integer once per ten digits instead of once per digit.
+    """
+    try:
+        digits = [_B58_VALUES[char] for char in text]
+    except KeyError:
+        raise InvalidKey("multibase value has characters outside the base58btc alphabet") from None
+    value, position = 0, 0
+    head = len(digits) % _B58_CHUNK
+    if head:
+        for digit in digits[:head]:
+            value = value * 58 + digit
+        position = head
+    while position < len(digits):
+        chunk = 0
+        for digit in digits[position : position + _B58_CHUNK]:
+            chunk = chunk * 58 + digit
+        value = value * _B58_CHUNK_BASE + chunk
+        position += _B58_CHUNK
+    leading_zeros = len(text) - len(text.lstrip("1"))
+    body = value.to_bytes((value.bit_length() + 7) // 8, "big") if value else b""
+    return b"\x00" * leading_zeros + body
+
+
 def decode_multibase(text: str) -> bytes:
     if not isinstance(text, str) or not text.startswith("z") or len(text) < 2:
         raise InvalidKey("not a base58btc multibase value (must start with 'z')")
-    try:
-        return bytes(base58.b58decode(text[1:]))
-    except ValueError:
-        raise InvalidKey("multibase value has characters outside the base58btc alphabet") from None
+    return b58decode(text[1:])
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +126,12 @@ class PublicKey:
         return True
 
 
+@lru_cache(maxsize=16)
+def _signing_key(seed: bytes) -> nacl.signing.SigningKey:
+    """Deriving the key pair from the seed costs more than a signature: keep a few."""
+    return nacl.signing.SigningKey(seed)
+
+
 @dataclass(frozen=True, slots=True)
 class KeyPair:
     """An Ed25519 signing key (its 32-byte seed) and the id of its verification method."""
@@ -107,7 +145,7 @@ class KeyPair:
 
     @property
     def public_raw(self) -> bytes:
-        return bytes(nacl.signing.SigningKey(self.seed).verify_key)
+        return bytes(_signing_key(self.seed).verify_key)
 
     @property
     def public(self) -> PublicKey:
@@ -122,7 +160,7 @@ class KeyPair:
         return encode_multibase(ED25519_PRIV_PREFIX + self.seed)
 
     def sign(self, message: bytes) -> bytes:
-        return bytes(nacl.signing.SigningKey(self.seed).sign(message).signature)
+        return bytes(_signing_key(self.seed).sign(message).signature)
 
     def __repr__(self) -> str:  # never print the seed
         return f"KeyPair(id={self.id!r}, public={self.public_multibase!r})"

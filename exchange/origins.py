@@ -10,6 +10,7 @@ its host is refused: such URLs only ever serve to confuse a comparison.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 import idna
@@ -59,6 +60,7 @@ def _host(raw: str, url: str) -> str:
     return host
 
 
+@lru_cache(maxsize=4096)
 def origin(url: str) -> Origin:
     """The RFC 6454 origin of an http(s) URL, normalised; raise OriginError otherwise."""
     try:
@@ -80,6 +82,13 @@ def same_origin(first: str, second: str) -> bool:
     return origin(first) == origin(second)
 
 
+def _plain_remainder(path: str) -> bool:
+    """A path below a base with nothing that a comparison must normalise or distrust."""
+    if any(char in path for char in "?#%\\@"):
+        return False
+    return not any(segment in (".", "..") for segment in path.split("/"))
+
+
 def _path(url: str) -> str:
     path = urlsplit(url).path
     lowered = path.lower()
@@ -92,6 +101,9 @@ def _path(url: str) -> str:
 
 def is_under(url: str, base_url: str) -> bool:
     """True when ``url`` is ``base_url`` itself or lies below it (protocol.md §7 rule 1)."""
+    if url.startswith(base_url + "/") and _plain_remainder(url[len(base_url) :]):
+        origin(base_url)  # the base itself must be a comparable URL
+        return True  # the same characters up to the path: the same origin, below the base
     if origin(url) != origin(base_url):
         return False
     parts = urlsplit(url)

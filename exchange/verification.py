@@ -31,7 +31,9 @@ __all__ = [
     "changes_keys",
     "check_entries",
     "check_page",
+    "check_page_verdicts",
     "leaf_or_none",
+    "page_check_from_verdicts",
     "parse_page",
 ]
 
@@ -145,4 +147,47 @@ def check_page(raw: bytes, start: int, base_url: str, keys: KeyRing, now: dateti
     page, leaves = parse_page(raw)
     items = page["orderedItems"]
     checked = check_entries(items, leaves, start, base_url=base_url, keys=keys, now=now)
+    return PageCheck(page, checked, keys)
+
+
+#: What crosses the process boundary per entry: small values, no parsed documents, so that
+#: pickling costs little. (seq, leaf hash, leaf, activity, object id, problem, reason)
+Verdict = tuple[int, bytes | None, bytes, str, str | None, str, str]
+
+
+def check_page_verdicts(
+    raw: bytes, start: int, base_url: str, keys: KeyRing, now: datetime
+) -> list[Verdict]:
+    """:func:`check_page` for a worker process: verdicts only; the caller parses the page."""
+    verdicts: list[Verdict] = []
+    for item in check_page(raw, start, base_url, keys, now).checked:
+        entry = item.entry
+        if entry is None:
+            verdicts.append((item.seq, item.leaf_hash, b"", "", None, item.problem, item.reason))
+        else:
+            verdicts.append(
+                (item.seq, entry.leaf_hash, entry.leaf, entry.activity, entry.object_id, "", "")
+            )
+    return verdicts
+
+
+def page_check_from_verdicts(
+    raw: bytes, verdicts: Sequence[Verdict], base_url: str, keys: KeyRing
+) -> PageCheck:
+    """The :class:`PageCheck` of a page whose verdicts a worker computed.
+
+    A worker returns verdicts only for a page it parsed without error, so the page has no
+    duplicate member and orjson reads it as the strict parser does.
+    """
+    page = orjson.loads(raw)
+    items = page["orderedItems"]
+    checked = []
+    for document, (seq, hashed, leaf, activity, object_id, problem, reason) in zip(
+        items, verdicts, strict=True
+    ):
+        if problem or hashed is None:
+            checked.append(Checked(seq, hashed, problem=problem, reason=reason))
+        else:
+            entry = VerifiedEntry(base_url, seq, activity, object_id, document, hashed, leaf)
+            checked.append(Checked(seq, hashed, entry))
     return PageCheck(page, checked, keys)

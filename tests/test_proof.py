@@ -248,3 +248,13 @@ def test_any_single_mutation_fails_verification(
     assume(canonicalize(mutated) != canonicalize(signed))
     with pytest.raises(ProofError):
         verify_document(mutated, resolve_signer, NOW)
+
+
+@given(st.binary(max_size=80))
+def test_fast_base58_decoding_equals_the_base58_library(data: bytes) -> None:
+    import base58
+
+    from exchange.keys import b58decode
+
+    encoded = base58.b58encode(data).decode()
+    assert b58decode(encoded) == base58.b58decode(encoded) == data
