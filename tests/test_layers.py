@@ -28,6 +28,9 @@ CORE = [
 ]
 SHELL_MODULES = {
     "exchange.cli",
+    "exchange.cli_node",
+    "exchange.cli_federation",
+    "exchange.demo",
     "exchange.documents",
     "exchange.federation",
     "exchange.node",
