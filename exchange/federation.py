@@ -124,6 +124,7 @@ class Federation:
         self._locks: dict[str, asyncio.Lock] = {}
         self.wake_delivery = asyncio.Event()
         self._pushing: set[str] = set()
+        self._checkpoints: dict[str, tuple[str, str]] = {}  # partner -> (ETag, signed note)
         self.on_pull_request: Callable[[str], None] | None = None
 
     @property
@@ -387,8 +388,25 @@ class Federation:
                 state = await self._state(base_url)
                 return SyncReport(base_url, state.next_seq, state.checkpoint_size, 0, error.detail)
 
+    async def _latest_note(self, partner: Partner) -> str:
+        """The partner's checkpoint, revalidated with its ETag (304: nothing new)."""
+        url = str(partner.document["checkpoint"])
+        cached = self._checkpoints.get(partner.base_url)
+        status, body, etag = await self.fetcher.get_bytes(
+            url, accept="text/plain", etag=cached[0] if cached else None
+        )
+        if status == 304 and cached is not None:
+            return cached[1]
+        try:
+            note = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise IntegrityError(f"{url}: the checkpoint is not UTF-8 text") from None
+        if etag:
+            self._checkpoints[partner.base_url] = (etag, note)
+        return note
+
     async def _sync(self, partner: Partner, progress: Progress | None) -> SyncReport:
-        note = await self.fetcher.get_text(str(partner.document["checkpoint"]))
+        note = await self._latest_note(partner)
         claim = self._verify_note(partner, note)
         state = await self._state(partner.base_url)
         page_size = int(partner.document.get("pageSize", 100))

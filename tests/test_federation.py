@@ -282,3 +282,26 @@ async def test_a_stranger_asks_to_follow_and_waits_for_approval(tmp_path: Path) 
     finally:
         await stranger.stop()
         await publisher.stop()
+
+
+async def test_an_unchanged_checkpoint_is_revalidated_with_its_etag(
+    pair: tuple[RunningNode, RunningNode],
+) -> None:
+    dutch, flemish = pair
+    await flemish.federation.follow(dutch.base_url)
+    await dutch.node.publish([practice(1)])
+    await eventually(lambda: _has(flemish, dutch.base_url, 1))
+    statuses: list[int] = []
+    fetcher = flemish.federation.fetcher
+    original = fetcher.get_bytes
+
+    async def recording(url: str, **options: Any) -> tuple[int, bytes, str | None]:
+        result = await original(url, **options)
+        statuses.append(result[0])
+        return result
+
+    fetcher.get_bytes = recording  # type: ignore[method-assign]
+    await flemish.federation.sync(dutch.base_url)
+    await flemish.federation.sync(dutch.base_url)
+    assert statuses[-1] == 304
+    assert (await flemish.node.store.origin_state(dutch.base_url)).next_seq == 1
