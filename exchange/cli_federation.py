@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +19,7 @@ from rich.progress import (
 
 from exchange.cli_node import settings_from
 from exchange.errors import UsageError
-from exchange.federation import Federation, fetch_node_document, partner_from_document
+from exchange.federation import Federation, partner_from_document
 from exchange.node import NotFound
 from exchange.operator import PartnerStatus, partner_statuses, run_federation
 from exchange.timestamps import format_timestamp
@@ -37,9 +36,7 @@ def _partner_add(args: argparse.Namespace) -> int:
     async def work(federation: Federation) -> int:
         if args.url.rstrip("/") != args.url:
             raise UsageError(f"{args.url}: a base URL has no trailing slash")
-        if args.url == settings.base_url:
-            raise UsageError("a node cannot be its own partner")
-        document = await fetch_node_document(federation.fetcher, args.url)
+        document = await federation.candidate(args.url)
         partner = partner_from_document(document, datetime.now(UTC))
         print(f"{partner.name} ({partner.country}) at {partner.base_url}")
         for key in document["assertionMethod"]:
@@ -48,16 +45,7 @@ def _partner_add(args: argparse.Namespace) -> int:
         if not args.yes and not _confirm("Pin these keys and add the partner?"):
             print("not added")
             return 1
-        existing = await federation.store.get_partner(partner.base_url)
-        if existing is not None:
-            partner = replace(
-                existing,
-                name=partner.name,
-                country=partner.country,
-                document=document,
-                approved=True,
-            )
-        await federation.store.put_partner(partner)
+        partner = await federation.pin(document)
         print(f"added partner {partner.base_url}")
         return 0
 

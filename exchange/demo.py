@@ -15,7 +15,6 @@ import signal
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from aiohttp import web
 
 from exchange.config import Settings, load_settings
 from exchange.errors import UsageError
-from exchange.federation import Federation, fetch_node_document, partner_from_document
+from exchange.federation import Federation
 from exchange.http.server import FEDERATION, NODE, create_app
 from exchange.node import Node
 from exchange.operator import init_node, rebase_id
@@ -117,12 +116,7 @@ async def _connect(nodes: list[_Running]) -> None:
         for other in nodes:
             if other is node:
                 continue
-            document = await fetch_node_document(node.federation.fetcher, other.settings.base_url)
-            existing = await node.node.store.get_partner(other.settings.base_url)
-            partner = partner_from_document(document, datetime.now(UTC))
-            if existing is not None:
-                partner = replace(existing, document=document)
-            await node.node.store.put_partner(partner)
+            await node.federation.add_partner(other.settings.base_url)
     for node in nodes:
         for other in nodes:
             if other is not node:

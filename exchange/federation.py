@@ -136,23 +136,31 @@ class Federation:
 
     # --- partners --------------------------------------------------------------------------
 
-    async def add_partner(self, base_url: str) -> Partner:
-        """Fetch a node's document and pin it as a partner (keys, checkpoint key, inbox)."""
+    async def candidate(self, base_url: str) -> dict[str, Any]:
+        """The checked node document of a node that may become a partner."""
         if base_url == self.node.base_url:
             raise UsageError("a node cannot be its own partner")
-        document = await fetch_node_document(self.fetcher, base_url)
-        existing = await self.store.get_partner(base_url)
+        return await fetch_node_document(self.fetcher, base_url)
+
+    async def pin(self, document: Mapping[str, Any]) -> Partner:
+        """Pin a checked node document as a partner (keys, checkpoint key, inbox), keeping
+        what this node already knows of it (follows, subscription)."""
         partner = partner_from_document(document, datetime.now(UTC))
+        existing = await self.store.get_partner(partner.base_url)
         if existing is not None:
             partner = replace(
                 existing,
                 name=partner.name,
                 country=partner.country,
-                document=document,
+                document=dict(document),
                 approved=True,
             )
         await self.store.put_partner(partner)
         return partner
+
+    async def add_partner(self, base_url: str) -> Partner:
+        """Fetch a node's document and pin it as a partner."""
+        return await self.pin(await self.candidate(base_url))
 
     async def partner(self, base_url: str) -> Partner:
         found = await self.store.get_partner(base_url)
