@@ -21,6 +21,7 @@ __all__ = [
     "last_page",
     "page",
     "page_document",
+    "page_etag",
 ]
 
 ACTIVITY_JSON = "application/activity+json"
@@ -79,10 +80,25 @@ def page_document(base_url: str, page_info: Page, entries: Sequence[bytes]) -> b
         header["prev"] = f"{base_url}/feed/{page_info.number - 1}"
     if page_info.full:
         header["next"] = f"{base_url}/feed/{page_info.number + 1}"
-    head = _dumps(header)[:-1]
-    return head + b',"orderedItems":[' + b",".join(entries) + b"]}"
+    head = _dumps(header)[:-1] + b',"orderedItems":['
+    if not entries:
+        return head + b"]}"
+    # One copy of the (large) entries: the head and tail ride on the first and last one.
+    parts = list(entries)
+    parts[0] = head + parts[0]
+    parts[-1] = parts[-1] + b"]}"
+    return b",".join(parts)
 
 
 def etag(body: bytes) -> str:
     """A strong ETag: the body's SHA-256, shortened."""
     return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+def page_etag(base_url: str, page_info: Page, leaf_hashes: Sequence[bytes]) -> str:
+    """A strong ETag for a page without hashing its body again: the page's bytes are a
+    function of its place in the feed and of its entries, which their leaf hashes name."""
+    digest = hashlib.sha256(f"{base_url}/feed/{page_info.number}\n".encode())
+    for hashed in leaf_hashes:
+        digest.update(hashed)
+    return '"' + digest.hexdigest()[:32] + '"'

@@ -441,3 +441,30 @@ async def test_vocabulary_context_and_schemas_are_served(client: TestClient[Any,
     assert "@context" in await context.json()
     schema = await client.get("/schemas/event.schema.json")
     assert (await schema.json())["$id"] == "https://w3id.org/exchange/schemas/event.schema.json"
+
+
+def test_page_cache_keeps_full_pages_on_disk_and_ignores_torn_files(tmp_path: Path) -> None:
+    from exchange.http.server import PageCache
+
+    cache = PageCache(max_bytes=10, folder=tmp_path / "pages")
+    cache.put(3, b"x" * 20, '"tag-3"')  # too large for memory: disk only
+    assert cache.get(3) == (b"x" * 20, '"tag-3"')
+    fresh = PageCache(max_bytes=1000, folder=tmp_path / "pages")
+    assert fresh.get(3) == (b"x" * 20, '"tag-3"')  # survives a restart
+    (tmp_path / "pages" / "4.page").write_bytes(b'"tag-4" 20\nshort')
+    assert fresh.get(4) is None
+    assert fresh.get(5) is None
+
+
+async def test_a_full_page_comes_back_identical_from_the_disk_cache(
+    node: InitResult, aiohttp_client: ClientFactory
+) -> None:
+    first = await aiohttp_client(create_app(node.settings))
+    await publish_count(first, node, 100)
+    page = await first.get("/feed/0")
+    body, tag = await page.read(), page.headers["ETag"]
+    assert (node.settings.home / "pages" / "0.page").is_file()
+    second = await aiohttp_client(create_app(node.settings))
+    again = await second.get("/feed/0")
+    assert await again.read() == body
+    assert again.headers["ETag"] == tag

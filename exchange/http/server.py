@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -41,6 +42,7 @@ from exchange.schema import schema_document
 
 __all__ = ["NODE", "PageCache", "create_app", "node_routes"]
 
+_log = logging.getLogger(__name__)
 NODE = web.AppKey("node", Node)
 FEDERATION = web.AppKey("federation", Federation)
 ACTIVITY_JSON = feed.ACTIVITY_JSON
@@ -62,10 +64,17 @@ class Unauthorized(UsageError):
 
 
 class PageCache:
-    """Full feed pages never change: keep rendered ones, up to a byte budget (LRU)."""
+    """Full feed pages never change: keep rendered ones in memory (LRU, up to a byte budget)
+    and on disk under the node's home, so that a page is built from the store only once.
 
-    def __init__(self, max_bytes: int) -> None:
+    A disk file holds ``<ETag> <length>\n<body>``; a file that does not match its length
+    (a write cut short by a crash) is ignored and rebuilt. The folder is a cache: deleting
+    it costs only rebuilding.
+    """
+
+    def __init__(self, max_bytes: int, folder: Path | None = None) -> None:
         self.max_bytes = max_bytes
+        self.folder = folder
         self._pages: OrderedDict[int, tuple[bytes, str]] = OrderedDict()
         self._bytes = 0
 
@@ -73,9 +82,17 @@ class PageCache:
         found = self._pages.get(number)
         if found is not None:
             self._pages.move_to_end(number)
+            return found
+        found = self._read(number)
+        if found is not None:
+            self._remember(number, *found)
         return found
 
     def put(self, number: int, body: bytes, tag: str) -> None:
+        self._remember(number, body, tag)
+        self._write(number, body, tag)
+
+    def _remember(self, number: int, body: bytes, tag: str) -> None:
         if len(body) > self.max_bytes or number in self._pages:
             return
         self._pages[number] = (body, tag)
@@ -83,6 +100,35 @@ class PageCache:
         while self._bytes > self.max_bytes:
             _, (old, _) = self._pages.popitem(last=False)
             self._bytes -= len(old)
+
+    def _path(self, number: int) -> Path | None:
+        return None if self.folder is None else self.folder / f"{number}.page"
+
+    def _read(self, number: int) -> tuple[bytes, str] | None:
+        path = self._path(number)
+        if path is None:
+            return None
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        head, _, body = data.partition(b"\n")
+        tag, _, length = head.decode("ascii", "replace").partition(" ")
+        if not length.isdigit() or int(length) != len(body):
+            return None
+        return body, tag
+
+    def _write(self, number: int, body: bytes, tag: str) -> None:
+        path = self._path(number)
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(exist_ok=True)
+            temporary = path.with_suffix(".tmp")
+            temporary.write_bytes(f"{tag} {len(body)}\n".encode() + body)
+            temporary.replace(path)
+        except OSError as error:
+            _log.warning("page cache: cannot write %s: %s", path, error)
 
 
 PAGE_CACHE = web.AppKey("page_cache", PageCache)
@@ -200,9 +246,9 @@ async def feed_page(request: web.Request) -> web.Response:
     if info is None:
         last = feed.last_page(total, node.settings.page_size)
         raise NotFound(f"page {number} is beyond the last page {last}")
-    entries = await node.store.entries(info.start, info.end)
+    entries, hashes = await node.store.page(info.start, info.end)
     body = feed.page_document(node.base_url, info, entries)
-    tag = feed.etag(body)
+    tag = feed.page_etag(node.base_url, info, hashes)
     if info.full:
         cache.put(number, body, tag)
         return _cached_or_revalidate(request, body, tag, IMMUTABLE, ACTIVITY_JSON)
@@ -420,7 +466,6 @@ class RateLimiter:
 
 
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
-_log = logging.getLogger(__name__)
 
 
 async def inbox(request: web.Request) -> web.Response:
@@ -552,7 +597,7 @@ def _background(federation: Federation) -> list[asyncio.Task[None]]:
 def create_app(settings: Settings, *, run_background: bool = True) -> web.Application:
     """The node's aiohttp application; opening the store and key happens on startup."""
     app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
-    app[PAGE_CACHE] = PageCache(settings.page_cache_bytes)
+    app[PAGE_CACHE] = PageCache(settings.page_cache_bytes, settings.home / "pages")
 
     async def node_context(app: web.Application) -> AsyncIterator[None]:
         async with open_node(settings) as node, fetcher(node.key) as client:

@@ -106,6 +106,10 @@ class Store(Protocol):
         """The leaves of entries ``[start, end)`` as stored (JCS bytes)."""
         ...
 
+    async def page(self, start: int, end: int) -> tuple[list[bytes], list[bytes]]:
+        """The leaves of entries ``[start, end)`` and their leaf hashes, in one read."""
+        ...
+
     async def subtrees(
         self, coordinates: Sequence[tuple[int, int]]
     ) -> dict[tuple[int, int], bytes]:

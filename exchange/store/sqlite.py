@@ -332,6 +332,18 @@ class SQLiteStore:
 
         return await self._run(work)
 
+    async def page(self, start: int, end: int) -> tuple[list[bytes], list[bytes]]:
+        """The leaves of entries ``[start, end)`` and their leaf hashes, in one read."""
+
+        def work(connection: sqlite3.Connection) -> tuple[list[bytes], list[bytes]]:
+            rows = connection.execute(
+                "SELECT leaf, leaf_hash FROM log WHERE seq >= ? AND seq < ? ORDER BY seq",
+                (start, end),
+            ).fetchall()
+            return [row[0] for row in rows], [row[1] for row in rows]
+
+        return await self._run(work)
+
     async def subtrees(
         self, coordinates: Sequence[tuple[int, int]]
     ) -> dict[tuple[int, int], bytes]:
