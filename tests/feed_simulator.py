@@ -32,7 +32,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import socket
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -50,19 +49,13 @@ from exchange.merkle import MemorySubtrees, consistency_proof, inclusion_proof, 
 from exchange.proof import sign_document
 from exchange.resources import CONTEXT_IRIS
 from exchange.timestamps import format_timestamp
+from tests.nodes import free_port
 
 __all__ = ["FeedSimulator", "SimulatedKey", "free_port", "key_pair", "running_simulator"]
 
 ACTIVITY_JSON = "application/activity+json"
 MAX_ENTRY_BYTES = 256 * 1024
 Mutation = Callable[[dict[str, Any]], None]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def key_pair(key_id: str, label: str) -> KeyPair:

@@ -7,7 +7,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from exchange.config import Settings
 from exchange.operator import InitResult, init_node
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -35,11 +34,6 @@ def practice(number: int) -> dict[str, Any]:
         "nameMap": {"en": f"Practice {number}", "nl": f"Praktijk {number}"},
         "practiceKind": "experience",
     }
-
-
-def auth(settings: Settings, token: str) -> dict[str, str]:
-    del settings
-    return {"Authorization": f"Bearer {token}"}
 
 
 def free_port() -> int:

@@ -17,7 +17,6 @@ import copy
 import json
 import random
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +33,7 @@ from aiohttp import web
 from exchange.http.server import create_app
 from exchange.operator import init_node
 from tests import independent_verifier as iv
+from tests.nodes import free_port
 
 T = TypeVar("T")
 
@@ -331,13 +331,6 @@ def test_a_well_formed_checkpoint_parses() -> None:
 
 
 # --- a real node on loopback with a log of 1,000+ entries -----------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def drafts(start: int, count: int) -> list[dict[str, Any]]:

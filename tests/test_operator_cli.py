@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import pytest
 from exchange.cli import main
 from exchange.config import load_settings
 from exchange.errors import UsageError
-from tests.nodes import EXAMPLES
+from tests.nodes import EXAMPLES, free_port
 
 
 def init(home: Path, capsys: pytest.CaptureFixture[str], port: int = 8080) -> str:
@@ -210,12 +209,6 @@ def test_environment_overrides_the_config(
     (home / "exchange.toml").write_text("[node\n")
     with pytest.raises(UsageError, match=r"exchange\.toml"):
         load_settings(home, {})
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
