@@ -13,7 +13,11 @@ from datetime import datetime
 from typing import Any
 
 from exchange.canonical import canonicalize, check_ijson
-from exchange.errors import IntegrityError, SchemaError, UsageError
+from exchange.errors import (
+    ObjectRevived,
+    SchemaError,
+    UsageError,
+)
 from exchange.keys import KeyPair
 from exchange.proof import sign_document
 from exchange.resources import CONTEXT_IRIS
@@ -33,14 +37,6 @@ __all__ = [
 ]
 
 _PUBLIC_ROLES = {"moderator", "host", "panellist", "speaker", "performer", "organiser"}
-
-
-class ObjectRevived(IntegrityError):
-    """protocol.md §7 rule 5: a deleted object is never created or updated again."""
-
-    problem = "object-deleted"
-    title = "Object was deleted"
-    status = 409
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,21 @@
     │   ├── ProofError                 a Data Integrity proof does not verify
     │   │   └── InvalidKey             a key is malformed, unknown or not valid at that time
     │   ├── MerkleProofError           an inclusion or consistency proof does not hold
-    │   └── CheckpointError            a signed note or checkpoint is malformed or unsigned
+    │   ├── CheckpointError            a signed note or checkpoint is malformed or unsigned
+    │   ├── OriginError                a URL without a comparable origin, or another node's (rule 1)
+    │   ├── ObjectRevived              a deleted object published again (409, rule 5)
+    │   ├── MergeRejected              a verified entry that breaks a merge rule (4, 5)
+    │   ├── Equivocation               two inconsistent signed checkpoints of one origin
+    │   ├── Rollback                   a checkpoint smaller than one already verified
+    │   ├── GapError                   entries after the next expected seq (pulled instead)
+    │   └── HaltedOrigin               an origin halted for equivocation
     ├── UsageError                     the caller asked for something impossible (bad file, option)
+    │   ├── BadRequest                 a malformed path or query parameter (400)
+    │   ├── Unauthorized               the operator token is missing or wrong (401)
+    │   ├── Forbidden                  a keyid that is no partner's (403)
+    │   └── NotFound                   an unknown resource (404)
+    ├── FetchError                     a partner unreachable or answering an error: retryable
+    ├── StoreError                     the store is unusable (503)
     └── ResourceMissing                a shipped schema, context or vocabulary file is not found
 
 Each class carries its RFC 9457 problem type IRI, title and HTTP status, and the CLI exit
@@ -22,17 +35,30 @@ from dataclasses import dataclass
 
 __all__ = [
     "PROBLEM_BASE",
+    "BadRequest",
     "CheckpointError",
+    "Equivocation",
     "ExchangeError",
+    "FetchError",
+    "Forbidden",
+    "GapError",
+    "HaltedOrigin",
     "IntegrityError",
     "InvalidJSON",
     "InvalidKey",
     "Issue",
+    "MergeRejected",
     "MerkleProofError",
+    "NotFound",
+    "ObjectRevived",
+    "OriginError",
     "ProofError",
     "ResourceMissing",
+    "Rollback",
     "SchemaError",
     "SignatureError",
+    "StoreError",
+    "Unauthorized",
     "UsageError",
 ]
 
@@ -161,3 +187,98 @@ class ResourceMissing(ExchangeError):
     title = "Shipped resource missing"
     status = 500
     exit_code = 2
+
+
+class ObjectRevived(IntegrityError):
+    """protocol.md §7 rule 5: a deleted object is never created or updated again."""
+
+    problem = "object-deleted"
+    title = "Object was deleted"
+    status = 409
+
+
+class FetchError(ExchangeError):
+    """A partner could not be reached or answered with an error: retryable."""
+
+    problem = "fetch"
+    title = "Partner unreachable"
+    status = 502
+    exit_code = 3
+
+    def __init__(self, detail: str, *, status_code: int | None = None) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+
+
+class BadRequest(UsageError):
+    problem = "bad-request"
+    title = "Bad request"
+    status = 400
+
+
+class Unauthorized(UsageError):
+    problem = "unauthorized"
+    title = "Operator token required"
+    status = 401
+
+
+class Forbidden(UsageError):
+    problem = "forbidden"
+    title = "Not a partner"
+    status = 403
+
+
+class Equivocation(IntegrityError):
+    """Two validly signed checkpoints of one origin that are not consistent (§5)."""
+
+    problem = "equivocation"
+    title = "The origin signed inconsistent checkpoints"
+
+
+class Rollback(IntegrityError):
+    """A checkpoint smaller than one already verified for the origin."""
+
+    problem = "rollback"
+    title = "Checkpoint rolls the log back"
+
+
+class GapError(IntegrityError):
+    """Entries start after the next expected seq: the missing ones must be pulled (rule 2)."""
+
+    problem = "gap"
+    title = "Entries arrived after a gap"
+
+
+class HaltedOrigin(IntegrityError):
+    """Nothing of an origin halted for equivocation is merged."""
+
+    problem = "origin-halted"
+    title = "Origin halted"
+
+
+class MergeRejected(IntegrityError):
+    """An entry that verifies but breaks a merge rule (rules 4, 5)."""
+
+    problem = "merge-rule"
+    title = "Entry breaks a merge rule"
+
+
+class StoreError(ExchangeError):
+    """The store is unusable (corrupt, locked, from a newer version)."""
+
+    problem = "store"
+    title = "Storage failure"
+    status = 503
+
+
+class OriginError(IntegrityError):
+    """A URL that has no well-defined origin, or that names another node."""
+
+    problem = "origin"
+    title = "Origin check failed"
+
+
+class NotFound(UsageError):
+    problem = "not-found"
+    title = "Not found"
+    status = 404

@@ -18,7 +18,14 @@ from datetime import datetime
 from typing import Any
 
 from exchange.entries import ObjectRecord
-from exchange.errors import IntegrityError, MerkleProofError
+from exchange.errors import (
+    Equivocation,
+    GapError,
+    HaltedOrigin,
+    IntegrityError,
+    MerkleProofError,
+    Rollback,
+)
 from exchange.merge import decide
 from exchange.merkle import EMPTY_ROOT, CompactRange, verify_consistency
 from exchange.partners import OriginState, Rejection
@@ -36,34 +43,6 @@ __all__ = [
     "halted",
     "plan_run",
 ]
-
-
-class Equivocation(IntegrityError):
-    """Two validly signed checkpoints of one origin that are not consistent (§5)."""
-
-    problem = "equivocation"
-    title = "The origin signed inconsistent checkpoints"
-
-
-class Rollback(IntegrityError):
-    """A checkpoint smaller than one already verified for the origin."""
-
-    problem = "rollback"
-    title = "Checkpoint rolls the log back"
-
-
-class GapError(IntegrityError):
-    """Entries start after the next expected seq: the missing ones must be pulled (rule 2)."""
-
-    problem = "gap"
-    title = "Entries arrived after a gap"
-
-
-class HaltedOrigin(IntegrityError):
-    """Nothing of an origin halted for equivocation is merged."""
-
-    problem = "origin-halted"
-    title = "Origin halted"
 
 
 @dataclass(frozen=True, slots=True)

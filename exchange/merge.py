@@ -20,7 +20,11 @@ from typing import Any
 from exchange.canonical import canonicalize
 from exchange.checkpoint import NoteVerifier
 from exchange.entries import ObjectRecord
-from exchange.errors import IntegrityError, InvalidKey, SchemaError
+from exchange.errors import (
+    InvalidKey,
+    MergeRejected,
+    SchemaError,
+)
 from exchange.keys import PublicKey, public_key_from_multibase
 from exchange.merkle import leaf_hash
 from exchange.origins import OriginError, is_under
@@ -43,13 +47,6 @@ __all__ = [
 
 #: protocol.md §3: reshaping signed JSON-LD with these kept signatures valid in real exploits.
 FORBIDDEN_KEYWORDS = frozenset({"@graph", "@reverse", "@included", "@nest", "@id", "@type"})
-
-
-class MergeRejected(IntegrityError):
-    """An entry that verifies but breaks a merge rule (rules 4, 5)."""
-
-    problem = "merge-rule"
-    title = "Entry breaks a merge rule"
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,19 +28,15 @@ from exchange.entries import (
     tombstone_for,
     unchanged,
 )
-from exchange.errors import UsageError
+from exchange.errors import (
+    NotFound,
+)
 from exchange.keys import KeyPair
 from exchange.resources import CONTEXT_IRIS
 from exchange.store.base import Append, AppendResult, Store, Transaction
 from exchange.store.sqlite import SQLiteStore
 
 __all__ = ["Node", "NotFound", "PublishOutcome", "open_node", "token_digest"]
-
-
-class NotFound(UsageError):
-    problem = "not-found"
-    title = "Not found"
-    status = 404
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,18 +15,13 @@ from urllib.parse import urlsplit
 
 import idna
 
-from exchange.errors import IntegrityError
+from exchange.errors import (
+    OriginError,
+)
 
 __all__ = ["Origin", "OriginError", "is_under", "origin", "same_origin"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-class OriginError(IntegrityError):
-    """A URL that has no well-defined origin, or that names another node."""
-
-    problem = "origin"
-    title = "Origin check failed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,26 +16,16 @@ from typing import Any
 import aiohttp
 
 from exchange.canonical import parse
-from exchange.errors import ExchangeError, IntegrityError
+from exchange.errors import (
+    FetchError,
+    IntegrityError,
+)
 from exchange.httpsig import sign_request
 from exchange.keys import KeyPair
 
 __all__ = ["FetchError", "Fetcher", "fetcher"]
 
 ACCEPT_ACTIVITY = "application/activity+json, application/ld+json;q=0.9"
-
-
-class FetchError(ExchangeError):
-    """A partner could not be reached or answered with an error: retryable."""
-
-    problem = "fetch"
-    title = "Partner unreachable"
-    status = 502
-    exit_code = 3
-
-    def __init__(self, detail: str, *, status_code: int | None = None) -> None:
-        super().__init__(detail)
-        self.status_code = status_code
 
 
 class Fetcher:

@@ -27,7 +27,12 @@ from exchange import feed, merkle
 from exchange.canonical import parse
 from exchange.config import Settings
 from exchange.entries import ObjectRecord
-from exchange.errors import InvalidKey, SignatureError, UsageError
+from exchange.errors import (
+    BadRequest,
+    Forbidden,
+    InvalidKey,
+    SignatureError,
+)
 from exchange.federation import Federation, run_periodically, verifier_pool
 from exchange.http.client import fetcher
 from exchange.http.negotiation import preferred
@@ -49,18 +54,6 @@ ACTIVITY_JSON = feed.ACTIVITY_JSON
 LD_JSON = "application/ld+json"
 IMMUTABLE = "public, max-age=31536000, immutable"
 MAX_OBJECTS_PER_PAGE = 500
-
-
-class BadRequest(UsageError):
-    problem = "bad-request"
-    title = "Bad request"
-    status = 400
-
-
-class Unauthorized(UsageError):
-    problem = "unauthorized"
-    title = "Operator token required"
-    status = 401
 
 
 class PageCache:
@@ -439,12 +432,6 @@ async def admin_delete(request: web.Request) -> web.Response:
 
 
 INBOX_MEDIA_TYPES = (ACTIVITY_JSON, LD_JSON)
-
-
-class Forbidden(UsageError):
-    problem = "forbidden"
-    title = "Not a partner"
-    status = 403
 
 
 class RateLimiter:

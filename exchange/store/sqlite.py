@@ -20,7 +20,9 @@ import orjson
 
 from exchange.delivery import DeliveryState
 from exchange.entries import ObjectRecord
-from exchange.errors import ExchangeError
+from exchange.errors import (
+    StoreError,
+)
 from exchange.merkle import leaf_hash, perfect_subtrees_completed_by, root
 from exchange.partners import OriginState, Partner, Rejection
 from exchange.store.base import Append, AppendResult, MergeView, MergeWrite, ObjectPage, Transaction
@@ -28,14 +30,6 @@ from exchange.store.base import Append, AppendResult, MergeView, MergeWrite, Obj
 __all__ = ["MIGRATIONS", "SQLiteStore", "StoreError"]
 
 T = TypeVar("T")
-
-
-class StoreError(ExchangeError):
-    """The store is unusable (corrupt, locked, from a newer version)."""
-
-    problem = "store"
-    title = "Storage failure"
-    status = 503
 
 
 #: Versioned schema migrations; a migration is never edited once released.
