@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from exchange import __version__
+from exchange.cli_audit import add_audit_commands
 from exchange.cli_federation import add_federation_commands
 from exchange.cli_node import add_node_commands
 from exchange.documents import read_document, read_key_pair, write_json, write_secret_json
@@ -232,6 +233,7 @@ def _parser() -> argparse.ArgumentParser:
     validate.set_defaults(run=_validate)
     home = add_node_commands(commands, formatter)
     add_federation_commands(commands, formatter, home)
+    add_audit_commands(commands, formatter, home)
     return parser
 
 

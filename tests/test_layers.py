@@ -9,6 +9,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "exchange"
 CORE = [
+    "audit",
+    "bundle",
     "canonical",
     "checkpoint",
     "delivery",
@@ -27,7 +29,9 @@ CORE = [
     "timestamps",
 ]
 SHELL_MODULES = {
+    "exchange.auditor",
     "exchange.cli",
+    "exchange.cli_audit",
     "exchange.cli_node",
     "exchange.cli_federation",
     "exchange.demo",

@@ -120,6 +120,10 @@ class Store(Protocol):
 
     async def checkpoint(self, size: int) -> str | None: ...
 
+    async def list_checkpoints(self, up_to: int) -> list[tuple[int, str]]:
+        """Every checkpoint the node signed of size at most ``up_to``, oldest first."""
+        ...
+
     async def get_object(self, object_id: str) -> ObjectRecord | None: ...
 
     async def list_objects(

@@ -365,6 +365,15 @@ class SQLiteStore:
 
         return await self._run(work)
 
+    async def list_checkpoints(self, up_to: int) -> list[tuple[int, str]]:
+        def work(connection: sqlite3.Connection) -> list[tuple[int, str]]:
+            rows = connection.execute(
+                "SELECT size, note FROM checkpoints WHERE size <= ? ORDER BY size", (up_to,)
+            ).fetchall()
+            return [(int(size), str(note)) for size, note in rows]
+
+        return await self._run(work)
+
     async def checkpoint(self, size: int) -> str | None:
         def work(connection: sqlite3.Connection) -> str | None:
             row = connection.execute(
