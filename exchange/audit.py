@@ -33,9 +33,9 @@ from typing import Any
 
 import orjson
 
-from exchange.canonical import canonicalize, parse
+from exchange.canonical import canonicalize, parse, parse_canonical_entry
 from exchange.checkpoint import Checkpoint, NoteVerifier, open_note, parse_checkpoint
-from exchange.errors import CheckpointError, IntegrityError, InvalidKey, ProofError
+from exchange.errors import CheckpointError, IntegrityError, InvalidKey, ProofError, UsageError
 from exchange.keys import PublicKey
 from exchange.merge import KeyRing, VerifiedEntry, keyring_from_node_document, verify_entry
 from exchange.merkle import CompactRange, leaf_hash, verify_consistency
@@ -149,6 +149,10 @@ def check_lines(
     verdicts = []
     for offset, line in enumerate(lines):
         position = start + offset
+        document = parse_canonical_entry(line)
+        if document is not None:
+            verdicts.append(check_entry(document, line, position, base_url, keys, now, True))
+            continue
         try:
             document = orjson.loads(line)
         except orjson.JSONDecodeError:
@@ -193,8 +197,10 @@ def check_entry(
     base_url: str,
     keys: KeyRing,
     now: datetime,
+    canonical: bool = False,
 ) -> EntryVerdict:
-    """Verify one entry as served: ``leaf`` is the exact bytes the Merkle tree covers."""
+    """Verify one entry as served: ``leaf`` is the exact bytes the Merkle tree covers
+    (``canonical``: the caller knows ``leaf`` is the entry's JCS with integers only)."""
     hashed = leaf_hash(leaf)
     claimed = document.get("seq") if isinstance(document, dict) else None
     seq = claimed if isinstance(claimed, int) and not isinstance(claimed, bool) else None
@@ -204,10 +210,10 @@ def check_entry(
     if document.get("type") == "Redacted":
         return _redacted(document, position, seq, base_url, keys, now)
     try:
-        canonical = canonicalize(document, integers_only=True)
+        canonical = canonical or canonicalize(document, integers_only=True) == leaf
     except IntegrityError as error:
         return EntryVerdict(position, seq, hashed, Finding("invalid-entry", error.detail, where))
-    if canonical != leaf:
+    if not canonical:
         message = "the entry is not in its canonical (RFC 8785) form, so it is not what was signed"
         return EntryVerdict(position, seq, hashed, Finding("invalid-entry", message, where))
     method = _method(document)
@@ -393,19 +399,27 @@ def verify_checkpoints(
     sources: Iterable[CheckpointSource], document: Mapping[str, Any]
 ) -> tuple[list[SignedCheckpoint], list[Finding]]:
     """Verify each signed note with the node's keys; the node's own newest checkpoint
-    (source ``node``) must verify with its current ``checkpointKey``."""
+    (source ``node``) must verify with its current ``checkpointKey``. A trusted note that
+    does not verify raises UsageError: the auditor's own evidence is wrong, not the node."""
     origin = str(document["logOrigin"])
     current = NoteVerifier.parse(str(document["checkpointKey"]))
     verifiers = note_verifiers(document)
     verified: list[SignedCheckpoint] = []
     findings: list[Finding] = []
+    trusted_number = 0
     for source in sources:
+        trusted_number += source.source == "trusted"
         try:
             text, _ = open_note(source.note, [current] if source.source == "node" else verifiers)
             checkpoint = parse_checkpoint(text, origin)
         except CheckpointError as error:
+            if source.source == "trusted":
+                raise UsageError(
+                    f"trusted checkpoint {trusted_number}: {error.detail}; it is not a "
+                    f"checkpoint of {origin} signed by one of its keys"
+                ) from None
             # A partner's note that no key of the node signed is no evidence of anything.
-            if source.source in ("node", "bundle", "trusted"):
+            if source.source in ("node", "bundle"):
                 evidence = {"note": source.note, "source": source.source}
                 findings.append(Finding("invalid-checkpoint", error.detail, None, evidence))
             continue

@@ -330,7 +330,10 @@ def _fold(
     sources: Sequence[CheckpointSource],
     now: datetime,
 ) -> AuditFold:
-    verified, findings = verify_checkpoints(sources, document)
+    try:
+        verified, findings = verify_checkpoints(sources, document)
+    except UsageError as error:
+        raise AuditUnavailable(error.detail) from None
     node = next((c for c in verified if c.source == "node"), None)
     others = [c for c in verified if c.source != "node"]
     return AuditFold(

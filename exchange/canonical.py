@@ -81,6 +81,11 @@ def _integers_only(literal: str) -> float:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: bytes.translate tables, which run at memory speed where a regex crawls:
+_BELOW_F0 = bytes(range(0xF0))  # deleting these leaves the lead bytes of astral characters
+_NUMBER_SHAPES = bytes.maketrans(b"123456789,[E", b"000000000::e")  # digits to 0, openers to :
+_FRACTION_OR_EXPONENT = re.compile(rb":-?0+[.e]")  # a literal first byte: a fast search
+_OPENERS = b"[{"
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 
 
@@ -181,3 +186,29 @@ def canonicalize(value: Any, *, integers_only: bool = False) -> bytes:
     if _scan(value, integers_only=integers_only):
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     return bytes(rfc8785.dumps(value))
+
+
+def parse_canonical_entry(data: bytes) -> Any | None:
+    """The entry ``data`` holds, when ``data`` is already its RFC 8785 form with integers
+    only (protocol.md §3); None when it is not, or when only the full path can tell.
+
+    The fast path of audits: orjson rejects invalid UTF-8 and lone surrogates while
+    parsing, and integers beyond ±(2^53−1) while serializing (``OPT_STRICT_INTEGER``), so
+    what remains is cheap to rule out on the bytes: a number with a fraction or exponent
+    (in compact JSON a number follows ``:``, ``,`` or ``[``; text that merely looks so,
+    such as "at 10:30.", sends the caller to the full path), deep nesting, and characters
+    beyond U+FFFF (where JCS and code point order may differ). A duplicate member name cannot pass:
+    re-serializing would lose one of them and differ from ``data``.
+    """
+    if not data.isascii() and data.translate(None, _BELOW_F0):
+        return None
+    if _FRACTION_OR_EXPONENT.search(data.translate(_NUMBER_SHAPES)):
+        return None
+    if len(data) - len(data.translate(None, _OPENERS)) >= MAX_DEPTH:
+        return None
+    try:
+        value = orjson.loads(data)
+        canonical = orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER)
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        return None
+    return value if canonical == data else None

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from exchange.canonical import canonicalize
 from exchange.checkpoint import NoteVerifier
 from exchange.entries import ObjectRecord
@@ -113,7 +115,9 @@ def _without_proof(leaf: bytes, proof: object) -> bytes | None:
     ``proof`` sorts after ``object`` and before ``published``, so it is never the first
     member and is preceded by a comma; the cut is used only when it is unambiguous.
     """
-    needle = b',"proof":' + canonicalize(proof)
+    # The leaf passed the I-JSON checks as a whole, so orjson may serialize the proof; if
+    # its output is not the JCS of the proof, it is not found in the leaf and nothing is cut.
+    needle = b',"proof":' + orjson.dumps(proof, option=orjson.OPT_SORT_KEYS)
     return leaf.replace(needle, b"", 1) if leaf.count(needle) == 1 else None
 
 

@@ -135,6 +135,27 @@ class SyntheticLog:
         )
         return seq
 
+    def bulk(self, count: int, checkpoint_every: int = 10_000) -> None:
+        """``count`` new practices, signed without the publishing checks (they are valid by
+        construction): a large log in seconds, for the 100,000-entry audit."""
+        from exchange.proof import sign_document
+
+        for _ in range(count):
+            seq = len(self.leaves)
+            moment = self.tick(1)
+            obj = {
+                **practice(seq),
+                "id": f"{self.base_url}/objects/practice-{seq}",
+                "attributedTo": self.base_url,
+                "version": 1,
+                "published": format_timestamp(moment),
+                "updated": format_timestamp(moment),
+            }
+            entry = build_entry(seq, "Create", obj, self.base_url, moment)
+            self._append_leaf(canonicalize(sign_document(entry, self.key, moment)))
+            if len(self.leaves) % checkpoint_every == 0:
+                self.sign_checkpoint()
+
     def rotate(self) -> int:
         """A new key; the node-document Update is signed by the old one."""
         old = self.key
