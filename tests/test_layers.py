@@ -17,6 +17,7 @@ CORE = [
     "feed",
     "httpsig",
     "ingest",
+    "key_lifecycle",
     "keys",
     "merge",
     "merkle",
