@@ -450,6 +450,9 @@ async def test_a_running_server_picks_up_a_rotation_and_a_revocation_by_the_cli(
     assert out.startswith("rotated: ")
     document = await get_json(dutch.base_url)
     assert len(document["assertionMethod"]) == 2
+    status, linked_data = await get(dutch.base_url, "application/ld+json")
+    assert status == 200
+    assert json.loads(linked_data) == document
     second = document["assertionMethod"][1]["id"]
     assert second in out
     assert (await get_json(second))["revoked"] is None

@@ -38,6 +38,7 @@ from exchange.http.client import fetcher
 from exchange.http.negotiation import preferred
 from exchange.http.problems import problem_middleware
 from exchange.httpsig import signature_key_id, verify_request
+from exchange.key_lifecycle import active_method
 from exchange.merge import keyring_from_node_document
 from exchange.node import Node, NotFound, open_node
 from exchange.origins import is_under
@@ -186,11 +187,12 @@ async def node_document(request: web.Request) -> web.Response:
 def _node_page(node: Node, document: dict[str, Any]) -> str:
     e = html.escape
     name = e(node.settings.name)
+    active = active_method(document)
     keys = "".join(
         f"<li><code>{e(k['id'])}</code>: <code>{e(k['publicKeyMultibase'])}</code> "
         f"(since {e(k['created'])}"
         + (f", revoked at {e(k['revoked'])}" if k.get("revoked") else "")
-        + ("; signs new entries" if k["id"] == node.key.id else "")
+        + ("; signs new entries" if k["id"] == active["id"] else "")
         + ")</li>"
         for k in document["assertionMethod"]
     )
