@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from exchange.errors import CheckpointError
@@ -90,13 +90,21 @@ def verifier_key(name: str, public_raw: bytes) -> str:
     return f"{name}+{key_id(name, public_raw).hex()}+{encoded}"
 
 
-def sign_note(text: str, name: str, key: KeyPair) -> str:
-    """A signed note: ``text`` (ending in a newline), a blank line, one signature line."""
+def sign_note(text: str, name: str, key: KeyPair, cosigners: Sequence[KeyPair] = ()) -> str:
+    """A signed note: ``text`` (ending in a newline), a blank line, then one signature line
+    by ``key`` and one by each of ``cosigners``, in that order, all under ``name``.
+
+    Co-signers are a node's retired but unrevoked keys: a verifier that still pins one of
+    them verifies the note with it (lines by keys it does not know are ignored).
+    """
     _check_text(text)
     _check_name(name)
-    signature = key.sign(text.encode())
-    encoded = base64.b64encode(key_id(name, key.public_raw) + signature).decode()
-    return f"{text}\n{_SIGNATURE_PREFIX}{name} {encoded}\n"
+    lines = []
+    for signer in (key, *cosigners):
+        signature = signer.sign(text.encode())
+        encoded = base64.b64encode(key_id(name, signer.public_raw) + signature).decode()
+        lines.append(f"{_SIGNATURE_PREFIX}{name} {encoded}\n")
+    return f"{text}\n" + "".join(lines)
 
 
 def _check_text(text: str) -> None:
@@ -164,8 +172,10 @@ class Checkpoint:
         return f"{self.origin}\n{self.size}\n{base64.b64encode(self.root_hash).decode()}\n"
 
 
-def sign_checkpoint(checkpoint: Checkpoint, name: str, key: KeyPair) -> str:
-    return sign_note(checkpoint.body(), name, key)
+def sign_checkpoint(
+    checkpoint: Checkpoint, name: str, key: KeyPair, cosigners: Sequence[KeyPair] = ()
+) -> str:
+    return sign_note(checkpoint.body(), name, key, cosigners)
 
 
 def parse_checkpoint(text: str, expected_origin: str | None = None) -> Checkpoint:

@@ -17,7 +17,7 @@ from typing import Any
 from exchange import __version__
 from exchange.cli_audit import add_audit_commands
 from exchange.cli_federation import add_federation_commands
-from exchange.cli_node import add_node_commands
+from exchange.cli_node import add_key_commands, add_node_commands
 from exchange.documents import read_document, read_key_pair, write_json, write_secret_json
 from exchange.errors import ExchangeError, IntegrityError, InvalidKey, UsageError
 from exchange.keys import PublicKey, generate, public_key_from_multibase
@@ -168,9 +168,10 @@ def _parser() -> argparse.ArgumentParser:
 
     keys = commands.add_parser(
         "keys",
-        help="manage Ed25519 signing keys",
+        help="manage Ed25519 signing keys: key files, and the node's key rotation",
         formatter_class=formatter,
-        epilog="Example:\n  exchange keys generate --out my-key.json",
+        epilog="Example:\n  exchange keys generate --out my-key.json\n"
+        "  exchange keys rotate --home ./node",
     )
     key_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     generate_cmd = key_commands.add_parser(
@@ -232,6 +233,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.set_defaults(run=_validate)
     home = add_node_commands(commands, formatter)
+    add_key_commands(key_commands, formatter, home)
     add_federation_commands(commands, formatter, home)
     add_audit_commands(commands, formatter, home)
     return parser

@@ -21,9 +21,11 @@ from exchange.operator import (
     init_node,
     list_objects,
     publish_files,
+    revoke_key,
+    rotate_key,
 )
 
-__all__ = ["add_node_commands", "settings_from"]
+__all__ = ["add_key_commands", "add_node_commands", "settings_from"]
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -84,6 +86,71 @@ def _objects(args: argparse.Namespace) -> int:
         print(f"{row['type']:<13} v{row['version']:<3} {row['id']}  {row['name']}")
     print(f"{len(rows)} object(s)")
     return 0
+
+
+# --- the node's keys ------------------------------------------------------------------------
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    change = rotate_key(settings)
+    print(
+        f"rotated: {change.key_id} now signs entries and checkpoints ({change.key_path}, mode 0600)"
+    )
+    print(f"  node-document Update at seq {change.seq}, signed by {change.signed_by}")
+    print(f"  checkpoint key: {change.document['checkpointKey']}")
+    print(
+        f"  {change.signed_by} is retired and still co-signs checkpoints until it is revoked "
+        "(exchange keys revoke)"
+    )
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    change = revoke_key(settings, args.key, args.at)
+    methods = list(change.document["assertionMethod"])
+    position = next(i for i, m in enumerate(methods) if m["id"] == change.key_id)
+    revoked = str(methods[position]["revoked"])
+    print(f"revoked: {change.key_id} from {revoked}")
+    print(f"  node-document Update at seq {change.seq}, signed by {change.signed_by}")
+    if position + 1 < len(methods) and revoked < str(methods[position + 1]["created"]):
+        print(
+            f"  note: the key was retired at {methods[position + 1]['created']}; whatever it "
+            f"signed from {revoked} on no longer verifies for partners that check it from now on"
+        )
+    return 0
+
+
+def add_key_commands(
+    key_commands: Any, formatter: type[argparse.HelpFormatter], home: argparse.ArgumentParser
+) -> None:
+    """``exchange keys rotate`` and ``exchange keys revoke``: the node's key lifecycle."""
+    rotate = key_commands.add_parser(
+        "rotate",
+        parents=[home],
+        help="give the node a new signing key; the old one is retired, not revoked",
+        formatter_class=formatter,
+        epilog="Example:\n  exchange keys rotate --home ./node",
+    )
+    rotate.set_defaults(run=_rotate)
+    revoke = key_commands.add_parser(
+        "revoke",
+        parents=[home],
+        help="revoke a retired key of the node from a given time (after a compromise)",
+        formatter_class=formatter,
+        epilog="Example:\n  exchange keys revoke 2026-1 --at now --home ./node\n"
+        "  exchange keys revoke 2026-1 --at 2026-11-23T10:00:00Z --home ./node",
+    )
+    revoke.add_argument("key", metavar="KEY", help="key name (2026-1) or its IRI")
+    revoke.add_argument(
+        "--at",
+        required=True,
+        metavar="TIME",
+        help="RFC 3339 time to the second (2026-11-23T10:00:00Z), or 'now': signatures "
+        "made from then on are invalid",
+    )
+    revoke.set_defaults(run=_revoke)
 
 
 # --- demo ---------------------------------------------------------------------------------

@@ -120,7 +120,8 @@ def write_json(path: Path, value: Any) -> None:
 
 
 def write_secret_json(path: Path, value: Any, *, overwrite: bool = False) -> None:
-    """Write a secret (a key file) readable by its owner only (mode 0600)."""
+    """Write a secret (a key file) readable by its owner only (mode 0600), durably: the
+    file and its folder entry are on disk (fsync) when this returns."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
     try:
         descriptor = os.open(path, flags, 0o600)
@@ -128,4 +129,11 @@ def write_secret_json(path: Path, value: Any, *, overwrite: bool = False) -> Non
         raise UsageError(f"{path}: exists; refusing to overwrite a key (use --force)") from None
     with os.fdopen(descriptor, "wb") as file:
         file.write(_serialize(value))
+        file.flush()
+        os.fsync(file.fileno())
     os.chmod(path, 0o600)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)

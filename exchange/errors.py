@@ -20,7 +20,8 @@
     │   ├── BadRequest                 a malformed path or query parameter (400)
     │   ├── Unauthorized               the operator token is missing or wrong (401)
     │   ├── Forbidden                  a keyid that is no partner's (403)
-    │   └── NotFound                   an unknown resource (404)
+    │   ├── NotFound                   an unknown resource (404)
+    │   └── KeyChangeRefused           a rotation or revocation the key state forbids (409)
     ├── FetchError                     a partner unreachable or answering an error: retryable
     ├── StoreError                     the store is unusable (503)
     └── ResourceMissing                a shipped schema, context or vocabulary file is not found
@@ -47,6 +48,7 @@ __all__ = [
     "InvalidJSON",
     "InvalidKey",
     "Issue",
+    "KeyChangeRefused",
     "MergeRejected",
     "MerkleProofError",
     "NotFound",
@@ -282,3 +284,12 @@ class NotFound(UsageError):
     problem = "not-found"
     title = "Not found"
     status = 404
+
+
+class KeyChangeRefused(UsageError):
+    """A change of the node's keys that its key state forbids: revoking the active key
+    (rotate first), an unknown key or one already revoked (protocol.md §1)."""
+
+    problem = "key-change-refused"
+    title = "Key change refused"
+    status = 409

@@ -208,13 +208,18 @@ class Federation:
             "object": obj,
         }
 
+    async def _post(self, inbox: str, activity: Mapping[str, Any]) -> int:
+        """POST a message signed by the node's current keys (re-read from the store)."""
+        await self.node.refresh()
+        return await self.fetcher.post_signed(inbox, activity)
+
     async def follow(self, base_url: str) -> Partner:
         """Send a Follow; the partner's Accept may arrive before this returns."""
         partner = await self.partner(base_url)
         if partner.following != "accepted":
             await self.store.put_partner(replace(partner, following="requested"))
         try:
-            await self.fetcher.post_signed(partner.inbox, self._activity("Follow", base_url))
+            await self._post(partner.inbox, self._activity("Follow", base_url))
         except FetchError:
             await self.store.put_partner(partner)
             raise
@@ -223,7 +228,7 @@ class Federation:
     async def unfollow(self, base_url: str) -> Partner:
         partner = await self.partner(base_url)
         follow = {"type": "Follow", "actor": self.node.base_url, "object": base_url}
-        await self.fetcher.post_signed(partner.inbox, self._activity("Undo", follow))
+        await self._post(partner.inbox, self._activity("Undo", follow))
         partner = replace(partner, following="none")
         await self.store.put_partner(partner)
         return partner
@@ -236,7 +241,7 @@ class Federation:
             await self.store.put_delivery(
                 delivery.initial(partner.base_url, size, datetime.now(UTC))
             )
-        await self.fetcher.post_signed(partner.inbox, self._activity("Accept", dict(follow)))
+        await self._post(partner.inbox, self._activity("Accept", dict(follow)))
 
     async def handle_activity(self, partner: Partner, activity: Mapping[str, Any]) -> None:
         """An inbox message from a verified partner (protocol.md §6)."""
@@ -495,6 +500,7 @@ class Federation:
 
     async def deliver_due(self, now: datetime | None = None) -> int:
         """One round of pushes to every subscriber that is due; the number attempted."""
+        await self.node.refresh()  # sign pushes with the keys a CLI may have changed
         size = await self.store.log_size()
         latest = await self.store.latest_checkpoint()
         if latest is None:

@@ -69,6 +69,7 @@ __all__ = [
     "VerifiedSignature",
     "content_digest",
     "sign_request",
+    "sign_request_by_keys",
     "signature_base",
     "signature_key_id",
     "signature_key_ids",
@@ -416,6 +417,43 @@ def sign_request(
     except ValueError as error:  # http_sf: a label that is not a structured-field key
         raise UsageError(f"cannot sign this request: label {label!r}: {error}") from error
     return {"Content-Digest": digest, "Signature-Input": signature_input, "Signature": signature}
+
+
+def sign_request_by_keys(
+    *,
+    method: str,
+    target_uri: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    keys: Sequence[KeyPair],
+    now: datetime,
+) -> dict[str, str]:
+    """Sign a request once per key, labelled ``sig1``, ``sig2``, ... in the order given.
+
+    A node signs with its active key first and then with its retired, unrevoked keys, so
+    that a receiver still pinning an older node document verifies the first signature it
+    knows (:func:`verify_request` skips keyids the receiver does not accept). At most
+    :data:`MAX_SIGNATURES` keys: the first ones given.
+    """
+    if not keys:
+        raise UsageError("no key to sign the request with")
+    signed = [
+        sign_request(
+            method=method,
+            target_uri=target_uri,
+            headers=headers,
+            body=body,
+            key=key,
+            now=now,
+            label=f"sig{number}",
+        )
+        for number, key in enumerate(keys[:MAX_SIGNATURES], start=1)
+    ]
+    return {
+        "Content-Digest": signed[0]["Content-Digest"],
+        "Signature-Input": ", ".join(one["Signature-Input"] for one in signed),
+        "Signature": ", ".join(one["Signature"] for one in signed),
+    }
 
 
 def _select(

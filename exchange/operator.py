@@ -24,10 +24,10 @@ from exchange.documents import read_document, write_secret_json
 from exchange.errors import IntegrityError, UsageError
 from exchange.federation import Federation, verifier_pool
 from exchange.http.client import fetcher
+from exchange.key_lifecycle import key_file, revocation_time
 from exchange.keys import generate
-from exchange.node import PublishOutcome, open_node, token_digest
+from exchange.node import KeyChange, PublishOutcome, open_node, token_digest
 from exchange.partners import OriginState, Partner
-from exchange.timestamps import format_timestamp
 
 T = TypeVar("T")
 
@@ -42,6 +42,8 @@ __all__ = [
     "partner_statuses",
     "publish_files",
     "rebase_id",
+    "revoke_key",
+    "rotate_key",
     "run_federation",
 ]
 
@@ -94,17 +96,7 @@ def init_node(
     settings.key_dir.mkdir(exist_ok=True, mode=0o700)
     pair = generate(settings.key_id(key_name))
     key_path = settings.key_dir / f"{key_name}.json"
-    write_secret_json(
-        key_path,
-        {
-            "type": "Multikey",
-            "id": pair.id,
-            "controller": base_url,
-            "publicKeyMultibase": pair.public_multibase,
-            "secretKeyMultibase": pair.secret_multibase,
-            "created": format_timestamp(moment),
-        },
-    )
+    write_secret_json(key_path, key_file(pair, base_url, moment))
     (home / CONFIG_FILE).write_text(render_config(settings), encoding="utf-8")
     return InitResult(settings, token, key_path)
 
@@ -163,6 +155,27 @@ def delete_object(settings: Settings, reference: str) -> PublishOutcome:
     return asyncio.run(run())
 
 
+def rotate_key(settings: Settings) -> KeyChange:
+    """``exchange keys rotate``: a new active key, announced by a node-document Update."""
+
+    async def run() -> KeyChange:
+        async with open_node(settings) as node:
+            return await node.rotate_key()
+
+    return asyncio.run(run())
+
+
+def revoke_key(settings: Settings, reference: str, at: str) -> KeyChange:
+    """``exchange keys revoke``: revoke a retired key from ``at`` (RFC 3339 or ``now``)."""
+    moment = revocation_time(at, datetime.now(UTC))
+
+    async def run() -> KeyChange:
+        async with open_node(settings) as node:
+            return await node.revoke_key(reference, moment)
+
+    return asyncio.run(run())
+
+
 def list_objects(
     settings: Settings, *, origin: str | None, type_name: str | None
 ) -> list[dict[str, Any]]:
@@ -204,7 +217,10 @@ def _first_name(body: Mapping[str, Any]) -> str:
 @asynccontextmanager
 async def open_federation(settings: Settings) -> AsyncIterator[Federation]:
     """The node's federation with an HTTP client, for one CLI command."""
-    async with open_node(settings) as node, fetcher(node.key) as client:
+    async with (
+        open_node(settings) as node,
+        fetcher(node.key, signing_keys=node.signing_keys) as client,
+    ):
         with verifier_pool(settings.verify_workers) as executor:
             yield Federation(node, client, executor=executor)
 

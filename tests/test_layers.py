@@ -19,6 +19,7 @@ CORE = [
     "feed",
     "httpsig",
     "ingest",
+    "key_lifecycle",
     "keys",
     "merge",
     "merkle",

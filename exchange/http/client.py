@@ -8,7 +8,7 @@ Outbound requests to inboxes are signed with RFC 9421 by a client middleware.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +20,7 @@ from exchange.errors import (
     FetchError,
     IntegrityError,
 )
-from exchange.httpsig import sign_request
+from exchange.httpsig import sign_request_by_keys
 from exchange.keys import KeyPair
 
 __all__ = ["FetchError", "Fetcher", "fetcher"]
@@ -34,11 +34,20 @@ class Fetcher:
         session: aiohttp.ClientSession,
         key: KeyPair | None,
         *,
+        signing_keys: Callable[[], Sequence[KeyPair]] | None = None,
         max_response_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.session = session
         self.key = key
+        #: The keys outbound messages are signed with, asked for at each POST (a node's
+        #: active key first, then its retired unrevoked ones); default: ``key`` alone.
+        self.signing_keys = signing_keys
         self.max_response_bytes = max_response_bytes
+
+    def _keys(self) -> Sequence[KeyPair]:
+        if self.signing_keys is not None:
+            return self.signing_keys()
+        return [] if self.key is None else [self.key]
 
     async def _read(self, response: aiohttp.ClientResponse, url: str) -> bytes:
         if response.status >= 400:
@@ -91,17 +100,18 @@ class Fetcher:
         self, url: str, document: Mapping[str, Any], *, timeout_s: float | None = None
     ) -> int:
         """POST a signed JSON document to an inbox; the status, or FetchError."""
-        if self.key is None:
+        keys = self._keys()
+        if not keys:
             raise FetchError("this fetcher has no key to sign with")
         body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/activity+json"}
         headers.update(
-            sign_request(
+            sign_request_by_keys(
                 method="POST",
                 target_uri=url,
                 headers=headers,
                 body=body,
-                key=self.key,
+                keys=keys,
                 now=datetime.now(UTC),
             )
         )
@@ -122,11 +132,15 @@ class Fetcher:
 
 @asynccontextmanager
 async def fetcher(
-    key: KeyPair | None, *, timeout_s: float = 30.0, max_connections: int = 16
+    key: KeyPair | None,
+    *,
+    signing_keys: Callable[[], Sequence[KeyPair]] | None = None,
+    timeout_s: float = 30.0,
+    max_connections: int = 16,
 ) -> AsyncIterator[Fetcher]:
     timeout = aiohttp.ClientTimeout(total=timeout_s, sock_read=timeout_s)
     connector = aiohttp.TCPConnector(limit=max_connections)
     async with aiohttp.ClientSession(
         timeout=timeout, connector=connector, headers={"User-Agent": "exchange/0.1"}
     ) as session:
-        yield Fetcher(session, key)
+        yield Fetcher(session, key, signing_keys=signing_keys)

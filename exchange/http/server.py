@@ -38,11 +38,12 @@ from exchange.http.client import fetcher
 from exchange.http.negotiation import preferred
 from exchange.http.problems import problem_middleware
 from exchange.httpsig import signature_key_id, verify_request
+from exchange.key_lifecycle import active_method
 from exchange.merge import keyring_from_node_document
 from exchange.node import Node, NotFound, open_node
 from exchange.origins import is_under
 from exchange.partners import Partner
-from exchange.resources import data_dir, read_json
+from exchange.resources import CONTEXT_IRIS, data_dir, read_json
 from exchange.schema import schema_document
 
 __all__ = ["NODE", "PageCache", "create_app", "node_routes"]
@@ -176,6 +177,7 @@ async def node_document(request: web.Request) -> web.Response:
         raise web.HTTPNotAcceptable(
             text="offered: application/activity+json, application/ld+json, text/html"
         )
+    await node.refresh()  # a CLI on the same home may have rotated or revoked a key
     document = node.node_document()
     if choice == "text/html":
         return web.Response(text=_node_page(node, document), content_type="text/html")
@@ -185,9 +187,13 @@ async def node_document(request: web.Request) -> web.Response:
 def _node_page(node: Node, document: dict[str, Any]) -> str:
     e = html.escape
     name = e(node.settings.name)
+    active = active_method(document)
     keys = "".join(
         f"<li><code>{e(k['id'])}</code>: <code>{e(k['publicKeyMultibase'])}</code> "
-        f"(since {e(k['created'])})</li>"
+        f"(since {e(k['created'])}"
+        + (f", revoked at {e(k['revoked'])}" if k.get("revoked") else "")
+        + ("; signs new entries" if k["id"] == active["id"] else "")
+        + ")</li>"
         for k in document["assertionMethod"]
     )
     base = e(node.base_url)
@@ -209,12 +215,13 @@ async def well_known(request: web.Request) -> web.Response:
 
 
 async def key_document(request: web.Request) -> web.Response:
+    """``GET B/keys/{name}``: any key the node ever had, with its created and revoked times."""
     node = _node(request)
-    if node.settings.key_id(request.match_info["name"]) != node.key.id:
+    await node.refresh()
+    method = node.key_document(node.settings.key_id(request.match_info["name"]))
+    if method is None:
         raise NotFound(f"no key named {request.match_info['name']!r}")
-    return _json_response(
-        {"@context": node.node_document()["@context"], **node.key_document()}, ACTIVITY_JSON
-    )
+    return _json_response({"@context": list(CONTEXT_IRIS), **method}, ACTIVITY_JSON)
 
 
 # --- feed and log ------------------------------------------------------------------------
@@ -587,7 +594,10 @@ def create_app(settings: Settings, *, run_background: bool = True) -> web.Applic
     app[PAGE_CACHE] = PageCache(settings.page_cache_bytes, settings.home / "pages")
 
     async def node_context(app: web.Application) -> AsyncIterator[None]:
-        async with open_node(settings) as node, fetcher(node.key) as client:
+        async with (
+            open_node(settings) as node,
+            fetcher(node.key, signing_keys=node.signing_keys) as client,
+        ):
             app[NODE] = node
             pool = contextlib.ExitStack()
             executor = pool.enter_context(verifier_pool(settings.verify_workers))

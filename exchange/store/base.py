@@ -128,7 +128,10 @@ class Store(Protocol):
 
     async def list_objects(
         self, *, origin: str | None, type_name: str | None, after: str | None, limit: int
-    ) -> ObjectPage: ...
+    ) -> ObjectPage:
+        """Current, undeleted objects by id. Never the node's own node document (the
+        record with id ``B`` and type ``Service`` that holds its key state)."""
+        ...
 
     async def put_partner(self, partner: Partner) -> None: ...
 

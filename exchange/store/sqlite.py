@@ -392,7 +392,8 @@ class SQLiteStore:
     async def list_objects(
         self, *, origin: str | None, type_name: str | None, after: str | None, limit: int
     ) -> ObjectPage:
-        clauses, parameters = ["deleted = 0"], []
+        # The node's own node document (id B, type Service) is key state, not an object.
+        clauses, parameters = ["deleted = 0", "type <> 'Service'"], []
         for column, value in (("origin", origin), ("type", type_name)):
             if value is not None:
                 clauses.append(f"{column} = ?")
