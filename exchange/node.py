@@ -23,20 +23,24 @@ from exchange.entries import (
     ObjectRecord,
     SignedEntry,
     build_entry,
+    check_reason,
+    erasure_member,
     prepare_object,
+    redactions_for,
     sign_entry,
     tombstone_for,
     unchanged,
 )
 from exchange.errors import (
     NotFound,
+    UsageError,
 )
 from exchange.keys import KeyPair
 from exchange.resources import CONTEXT_IRIS
 from exchange.store.base import Append, AppendResult, Store, Transaction
 from exchange.store.sqlite import SQLiteStore
 
-__all__ = ["Node", "NotFound", "PublishOutcome", "open_node", "token_digest"]
+__all__ = ["ErasureOutcome", "Node", "NotFound", "PublishOutcome", "open_node", "token_digest"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,13 @@ class PublishOutcome:
     action: str  # created | updated | unchanged | deleted
     version: int
     seq: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureOutcome:
+    id: str
+    seq: int  # the Delete that records the erasure
+    redacted: tuple[int, ...]  # the entries it redacted, ascending
 
 
 def token_digest(token: str) -> str:
@@ -131,6 +142,39 @@ class Node:
             )
             outcome[:] = [PublishOutcome(object_id, "deleted", current.version, seq)]
             return Append([entry], [record])
+
+        await self._append(plan)
+        return outcome[0]
+
+    async def erase(
+        self, object_id: str, reason: str, now: datetime | None = None
+    ) -> ErasureOutcome:
+        """protocol.md §3 "Erasure", in one atomic append: every Create and Update of
+        ``object_id`` in this node's log is replaced by its Redacted form (leaf hashes, the
+        tree and every checkpoint stay valid), and a Delete whose ``erasure`` member gives
+        ``reason`` and the redacted seqs is appended, also when the object was deleted
+        before."""
+        moment = now or datetime.now(UTC)
+        check_reason(reason)
+        outcome: list[ErasureOutcome] = []
+
+        def plan(transaction: Transaction) -> Append:
+            current = transaction.get_object(object_id)
+            if current is None or current.origin != self.base_url:
+                raise NotFound(f"{object_id}: no object of this node has that id")
+            if object_id == self.base_url:
+                raise UsageError("the node document is not content; it cannot be erased")
+            redactions = redactions_for(self.base_url, transaction.entries_of(object_id))
+            redacted = [redaction.seq for redaction in redactions]
+            tombstone = dict(current.body) if current.deleted else tombstone_for(current, moment)
+            seq = transaction.size
+            entry = build_entry(seq, "Delete", tombstone, self.base_url, moment)
+            entry["erasure"] = erasure_member(reason, redacted)
+            record = ObjectRecord(
+                object_id, self.base_url, current.type, current.version, True, seq, tombstone
+            )
+            outcome[:] = [ErasureOutcome(object_id, seq, tuple(redacted))]
+            return Append([self._sign(entry, moment)], [record], redactions)
 
         await self._append(plan)
         return outcome[0]
