@@ -33,10 +33,10 @@ from exchange.entries import (
 )
 from exchange.errors import (
     NotFound,
-    UsageError,
 )
 from exchange.keys import KeyPair
 from exchange.resources import CONTEXT_IRIS
+from exchange.schema import OBJECT_TYPES
 from exchange.store.base import Append, AppendResult, Store, Transaction
 from exchange.store.sqlite import SQLiteStore
 
@@ -162,8 +162,8 @@ class Node:
             current = transaction.get_object(object_id)
             if current is None or current.origin != self.base_url:
                 raise NotFound(f"{object_id}: no object of this node has that id")
-            if object_id == self.base_url:
-                raise UsageError("the node document is not content; it cannot be erased")
+            if current.type not in OBJECT_TYPES:  # the node document is no content object
+                raise NotFound(f"{object_id}: not a Case, Event or BestPractice of this node")
             redactions = redactions_for(self.base_url, transaction.entries_of(object_id))
             redacted = [redaction.seq for redaction in redactions]
             tombstone = dict(current.body) if current.deleted else tombstone_for(current, moment)
