@@ -26,6 +26,7 @@ from aiohttp.test_utils import TestClient
 from exchange.canonical import canonicalize
 from exchange.cli import main
 from exchange.federation import fetch_node_document, partner_from_document
+from exchange.http.pages import PageCache
 from exchange.http.server import create_app
 from exchange.merkle import leaf_hash
 from exchange.operator import InitResult
@@ -362,6 +363,26 @@ async def test_an_erasure_by_the_cli_is_served_at_once_by_a_running_server(
             "Redacted",
         ]
     assert holding(publisher.settings.home) == []
+
+
+def test_the_page_cache_drops_redacted_pages_and_keeps_none_built_before(tmp_path: Path) -> None:
+    cache = PageCache(max_bytes=1000, folder=tmp_path)
+    cache.sync(None, 0, [], PAGE_SIZE)
+    for number in range(3):
+        cache.put(number, b"page %d" % number, f'"{number}"', generation=0)
+    cache.sync(0, 2, [5], PAGE_SIZE)  # entry 5 is on page 1
+    assert cache.get(1) is None
+    assert not (tmp_path / "1.page").exists()
+    assert cache.get(0) == (b"page 0", '"0"')
+    cache.put(1, b"stale", '"stale"', generation=0)  # read before generation 2: not kept
+    assert cache.get(1) is None
+    cache.sync(0, 1, [9], PAGE_SIZE)  # a slower request's older answer
+    assert cache.generation == 2
+    assert cache.get(2) is None
+    cache.sync(2, 0, [], PAGE_SIZE)  # the store went back (a restored backup): all pages go
+    assert cache.generation == 0
+    assert cache.get(0) is None
+    assert list(tmp_path.glob("*.page")) == []
 
 
 # --- errors -------------------------------------------------------------------------------

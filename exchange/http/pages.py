@@ -72,18 +72,22 @@ class PageCache:
         self._remember(number, body, tag)
         self._write(number, body, tag)
 
-    def sync(self, generation: int, redacted: Iterable[int], page_size: int) -> None:
+    def sync(
+        self, since: int | None, generation: int, redacted: Iterable[int], page_size: int
+    ) -> None:
         """Agree with erasure generation ``generation`` of the store: drop the pages that
-        hold the entries ``redacted`` since the generation the cache knew (every page when
-        the store went back, as a restored backup does)."""
-        if self.generation is not None and generation < self.generation:
+        hold ``redacted``, the entries redacted after generation ``since`` (what the cache
+        knew when it asked). Every page goes when the store went back, as a restored backup
+        does. Requests may sync concurrently: the generation never moves back for that."""
+        self.forget(page_numbers(redacted, page_size))
+        if since is not None and generation < since:
             self.forget(list(self._pages))
             if self.folder is not None:
                 for path in self.folder.glob("*.page"):
                     path.unlink(missing_ok=True)
-        else:
-            self.forget(page_numbers(redacted, page_size))
-        self.generation = generation
+            self.generation = generation
+        elif self.generation is None or generation > self.generation:
+            self.generation = generation
 
     def forget(self, numbers: Iterable[int]) -> None:
         """Drop pages ``numbers`` from memory and from disk."""

@@ -161,9 +161,10 @@ async def feed_collection(request: web.Request) -> web.Response:
 async def sync_page_cache(node: Node, cache: PageCache) -> int:
     """Let the page cache agree with the store's erasure generation (an erasure may have run
     in this process or in another on the same home); returns that generation."""
-    generation, redacted = await node.store.redactions_since(cache.generation)
-    if generation != cache.generation:
-        cache.sync(generation, redacted, node.settings.page_size)
+    known = cache.generation
+    generation, redacted = await node.store.redactions_since(known)
+    if generation != known:
+        cache.sync(known, generation, redacted, node.settings.page_size)
     return generation
 
 
