@@ -1,4 +1,4 @@
-"""``exchange`` commands that run a node: init, serve, publish, delete, objects, demo."""
+"""``exchange`` commands that run a node: init, serve, publish, delete, erase, objects, demo."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from exchange.http.server import create_app
 from exchange.operator import (
     create_store,
     delete_object,
+    erase_object,
     init_node,
     list_objects,
     publish_files,
@@ -74,6 +75,13 @@ def _publish(args: argparse.Namespace) -> int:
 def _delete(args: argparse.Namespace) -> int:
     outcome = delete_object(settings_from(args), args.id)
     print(f"deleted: {outcome.id} (seq {outcome.seq})")
+    return 0
+
+
+def _erase(args: argparse.Namespace) -> int:
+    outcome = erase_object(settings_from(args), args.id, args.reason)
+    redacted = ", ".join(str(seq) for seq in outcome.redacted) or "none left"
+    print(f"erased: {outcome.id} (Delete at seq {outcome.seq}; redacted entries: {redacted})")
     return 0
 
 
@@ -220,6 +228,24 @@ def add_node_commands(
     )
     delete.add_argument("id", help="the object's IRI (or the last part of it)")
     delete.set_defaults(run=_delete)
+
+    erase = commands.add_parser(
+        "erase",
+        parents=[home],
+        help="erase an object's content from the log (personal data, legal order)",
+        description="Replace every Create and Update of the object in the node's log by a "
+        "Redacted entry (the Merkle tree and checkpoints stay valid) and append a Delete "
+        "that records the reason. Partners purge the object when they merge the Delete.",
+        formatter_class=formatter,
+        epilog="Example:\n  exchange erase --home ./node case-x-1a2b3c4d "
+        "--reason 'personal data published without consent'",
+    )
+    erase.add_argument("id", help="the object's IRI (or the last part of it)")
+    erase.add_argument(
+        "--reason",
+        help="why the content is erased: plain text, at most 1000 characters (required)",
+    )
+    erase.set_defaults(run=_erase)
 
     objects = commands.add_parser(
         "objects",

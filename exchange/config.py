@@ -94,6 +94,11 @@ class Settings:
     def key_dir(self) -> Path:
         return self.home / "keys"
 
+    @property
+    def page_dir(self) -> Path:
+        """Where full feed pages are cached on disk (a cache: it may be deleted)."""
+        return self.home / "pages"
+
     def key_id(self, name: str) -> str:
         return f"{self.base_url}/keys/{name}"
 

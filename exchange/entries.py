@@ -4,13 +4,16 @@ activities, tombstones. Pure: time comes in as ``now``, keys as values, state as
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from exchange.canonical import canonicalize, check_ijson
 from exchange.errors import (
@@ -25,11 +28,22 @@ from exchange.schema import OBJECT_TYPES, check
 from exchange.timestamps import format_timestamp
 
 __all__ = [
+    "MAX_REASON_CHARS",
     "ObjectRecord",
     "ObjectRevived",
+    "Redaction",
     "SignedEntry",
     "build_entry",
+    "check_reason",
+    "erasure_member",
+    "holds_content",
+    "object_id_of",
+    "object_iri",
     "prepare_object",
+    "purged_rows",
+    "redacted_entry",
+    "redacted_leaf",
+    "redactions_for",
     "sign_entry",
     "strip_personal_data",
     "tombstone_for",
@@ -205,3 +219,97 @@ def sign_entry(
             f"the entry is {len(leaf)} bytes; an entry is at most {max_entry_bytes} bytes"
         )
     return SignedEntry(int(entry["seq"]), str(entry["object"]["id"]), signed, leaf)
+
+
+# --- erasure (protocol.md §3 "Erasure") ---------------------------------------------------
+
+#: The longest reason an erasure may give, in characters (code points).
+MAX_REASON_CHARS = 1000
+
+#: Activities whose entries carry an object's content; an erasure redacts exactly these.
+_CONTENT_ACTIVITIES = frozenset({"Create", "Update"})
+_TAG_OPENING = re.compile(r"<[A-Za-z!/?]")
+
+
+@dataclass(frozen=True, slots=True)
+class Redaction:
+    """Entry ``seq`` of the node's own log replaced by its Redacted form ``leaf``; the Merkle
+    leaf hash ``leaf_hash`` of the erased entry stays, and with it the tree."""
+
+    seq: int
+    leaf_hash: bytes
+    leaf: bytes
+
+
+def object_iri(reference: str, base_url: str) -> str:
+    """An object IRI as the operator names it: the IRI itself, or its last part (slug)."""
+    return reference if "://" in reference else f"{base_url}/objects/{reference}"
+
+
+def redacted_entry(base_url: str, seq: int, leaf_hash: bytes) -> dict[str, Any]:
+    """protocol.md §3: an erased entry reads exactly these four members."""
+    return {
+        "id": f"{base_url}/log/{seq}",
+        "type": "Redacted",
+        "seq": seq,
+        "leafHash": base64.b64encode(leaf_hash).decode("ascii"),
+    }
+
+
+def redacted_leaf(base_url: str, seq: int, leaf_hash: bytes) -> bytes:
+    """The JCS bytes of :func:`redacted_entry`, as they are stored and served."""
+    return canonicalize(redacted_entry(base_url, seq, leaf_hash))
+
+
+def holds_content(entry: bytes | str) -> bool:
+    """True for the JSON of a Create or Update: an entry that carries an object's content
+    (a Delete carries only a Tombstone, a Redacted entry nothing)."""
+    document = orjson.loads(entry)
+    return isinstance(document, dict) and document.get("type") in _CONTENT_ACTIVITIES
+
+
+def object_id_of(entry: bytes | str) -> str | None:
+    """The id of the object an entry's JSON is about (None for a Redacted entry)."""
+    document = orjson.loads(entry)
+    obj = document.get("object") if isinstance(document, dict) else None
+    object_id = obj.get("id") if isinstance(obj, dict) else None
+    return object_id if isinstance(object_id, str) else None
+
+
+def redactions_for(base_url: str, rows: Iterable[tuple[int, bytes, bytes]]) -> list[Redaction]:
+    """The redactions that erase an object from ``rows`` (seq, leaf, leaf hash) of the node's
+    own log: every Create and Update, in seq order."""
+    return [
+        Redaction(seq, hashed, redacted_leaf(base_url, seq, hashed))
+        for seq, leaf, hashed in sorted(rows)
+        if holds_content(leaf)
+    ]
+
+
+def purged_rows(origin: str, rows: Iterable[tuple[int, bytes, str]]) -> list[tuple[int, str]]:
+    """protocol.md §7 rule 5 at a partner: the merged entries ``rows`` (seq, leaf hash,
+    entry JSON) of a deleted object of ``origin`` that still carry content, each with the
+    Redacted JSON that replaces it."""
+    return [
+        (seq, redacted_leaf(origin, seq, hashed).decode())
+        for seq, hashed, entry in rows
+        if holds_content(entry)
+    ]
+
+
+def check_reason(reason: object) -> str:
+    """An erasure's reason: required, plain text, at most :data:`MAX_REASON_CHARS`."""
+    if not isinstance(reason, str) or not reason.strip():
+        raise UsageError("an erasure needs a reason: say in plain text why the content is erased")
+    if len(reason) > MAX_REASON_CHARS:
+        raise UsageError(
+            f"the reason has {len(reason)} characters; at most {MAX_REASON_CHARS} are allowed"
+        )
+    if _TAG_OPENING.search(reason):
+        raise UsageError("the reason must be plain text: no '<' that could open an HTML tag")
+    return reason
+
+
+def erasure_member(reason: str, redacted: Sequence[int]) -> dict[str, Any]:
+    """The ``erasure`` member of the Delete that records an erasure."""
+    return {"type": "Erasure", "reason": check_reason(reason), "redacted": sorted(redacted)}

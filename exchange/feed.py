@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from exchange.resources import CONTEXT_IRIS
@@ -95,10 +95,18 @@ def etag(body: bytes) -> str:
     return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
 
-def page_etag(base_url: str, page_info: Page, leaf_hashes: Sequence[bytes]) -> str:
+def page_etag(
+    base_url: str,
+    page_info: Page,
+    leaf_hashes: Sequence[bytes],
+    redacted: Collection[int] = (),
+) -> str:
     """A strong ETag for a page without hashing its body again: the page's bytes are a
-    function of its place in the feed and of its entries, which their leaf hashes name."""
+    function of its place in the feed and of its entries, which their leaf hashes name,
+    and of which of them an erasure redacted (``redacted``: their seqs), which changes the
+    entry but not its leaf hash."""
+    marked = frozenset(redacted)
     digest = hashlib.sha256(f"{base_url}/feed/{page_info.number}\n".encode())
-    for hashed in leaf_hashes:
-        digest.update(hashed)
+    for seq, hashed in enumerate(leaf_hashes, start=page_info.start):
+        digest.update(b"Redacted" + hashed if seq in marked else hashed)
     return '"' + digest.hexdigest()[:32] + '"'

@@ -7,6 +7,10 @@ entries themselves must then lie on that checkpoint's tree: the Merkle peaks of 
 merged so far, extended with the run, must reach the checkpoint's root directly or through
 a consistency proof. Only then do the run's effects (objects, rejections, new state) form
 a :class:`~exchange.store.base.MergeWrite`, written in one transaction by the shell.
+
+After a Delete an object's content is purged (rule 5): the run's own entries of a deleted
+object are kept in their Redacted form, and the write names the objects whose earlier
+entries the store must redact.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from exchange.entries import ObjectRecord
+from exchange.entries import ObjectRecord, redacted_leaf
 from exchange.errors import (
     Equivocation,
     GapError,
@@ -118,7 +122,9 @@ def plan_run(
     tree = CompactRange(state.next_seq, state.peaks)
     stored = get_objects([i.entry.object_id for i in run if i.entry and i.entry.object_id])
     overlay: dict[str, ObjectRecord | None] = {}
-    received: list[tuple[int, bytes, str]] = []
+    received: list[tuple[int, bytes, str, str | None]] = []
+    content: set[int] = set()  # seqs of received Creates and Updates
+    purge: list[str] = []  # objects a Delete of this run deleted (or found deleted)
     rejections: list[Rejection] = []
     partner_document: Mapping[str, Any] | None = None
     stamp = format_timestamp(now)
@@ -134,7 +140,9 @@ def plan_run(
             rejections.append(Rejection(state.base_url, seq, item.reason, item.problem, stamp))
             continue
         text = entry.leaf.decode() if entry.leaf else _json(entry.document)
-        received.append((seq, entry.leaf_hash, text))
+        received.append((seq, entry.leaf_hash, text, entry.object_id))
+        if entry.activity in ("Create", "Update"):
+            content.add(seq)
         current: ObjectRecord | None = None
         if entry.object_id is not None:
             current = (
@@ -151,11 +159,29 @@ def plan_run(
             overlay[outcome.record.id] = outcome.record
         if outcome.action == "node-document":
             partner_document = dict(entry.document["object"])
+        if entry.activity == "Delete" and entry.object_id is not None:
+            purge.append(entry.object_id)
     if run:
         _check_prefix(tree, claim)
     new_state = replace(checked_state, next_seq=tree.size, peaks=tuple(tree.peaks))
     objects = [record for record in overlay.values() if record is not None]
-    return MergeWrite(new_state, received, objects, rejections, partner_document)
+
+    def gone(object_id: str | None) -> bool:
+        """The object ends this run deleted (rule 5: then none of its content is kept)."""
+        if object_id is None:
+            return False
+        record = overlay[object_id] if object_id in overlay else stored.get(object_id)
+        return record is not None and record.deleted and record.origin == state.base_url
+
+    kept = [
+        (seq, hashed, redacted_leaf(state.base_url, seq, hashed).decode(), object_id)
+        if seq in content and gone(object_id)
+        else (seq, hashed, text, object_id)
+        for seq, hashed, text, object_id in received
+    ]
+    return MergeWrite(
+        new_state, kept, objects, rejections, partner_document, list(dict.fromkeys(purge))
+    )
 
 
 def _check_prefix(tree: CompactRange, claim: CheckpointClaim) -> None:

@@ -31,7 +31,10 @@ from exchange.entries import (
     ObjectRecord,
     SignedEntry,
     build_entry,
+    check_reason,
+    erasure_member,
     prepare_object,
+    redactions_for,
     sign_entry,
     tombstone_for,
     unchanged,
@@ -53,10 +56,12 @@ from exchange.key_lifecycle import (
 )
 from exchange.keys import KeyPair, generate
 from exchange.resources import CONTEXT_IRIS
+from exchange.schema import OBJECT_TYPES
 from exchange.store.base import Append, AppendResult, Store, Transaction
 from exchange.store.sqlite import SQLiteStore
 
 __all__ = [
+    "ErasureOutcome",
     "KeyChange",
     "Node",
     "NotFound",
@@ -73,6 +78,13 @@ class PublishOutcome:
     action: str  # created | updated | unchanged | deleted
     version: int
     seq: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureOutcome:
+    id: str
+    seq: int  # the Delete that records the erasure
+    redacted: tuple[int, ...]  # the entries it redacted, ascending
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +286,39 @@ class Node:
 
         result = await self._change_keys(change, moment)
         return KeyChange("revoked", revoked[0], result.seq, result.signed_by, result.document)
+
+    async def erase(
+        self, object_id: str, reason: str, now: datetime | None = None
+    ) -> ErasureOutcome:
+        """protocol.md §3 "Erasure", in one atomic append: every Create and Update of
+        ``object_id`` in this node's log is replaced by its Redacted form (leaf hashes, the
+        tree and every checkpoint stay valid), and a Delete whose ``erasure`` member gives
+        ``reason`` and the redacted seqs is appended, also when the object was deleted
+        before."""
+        moment = now or datetime.now(UTC)
+        check_reason(reason)
+        outcome: list[ErasureOutcome] = []
+
+        def plan(transaction: Transaction, keys: SigningKeys) -> Append:
+            current = transaction.get_object(object_id)
+            if current is None or current.origin != self.base_url:
+                raise NotFound(f"{object_id}: no object of this node has that id")
+            if current.type not in OBJECT_TYPES:  # the node document is no content object
+                raise NotFound(f"{object_id}: not a Case, Event or BestPractice of this node")
+            redactions = redactions_for(self.base_url, transaction.entries_of(object_id))
+            redacted = [redaction.seq for redaction in redactions]
+            tombstone = dict(current.body) if current.deleted else tombstone_for(current, moment)
+            seq = transaction.size
+            entry = build_entry(seq, "Delete", tombstone, self.base_url, moment)
+            entry["erasure"] = erasure_member(reason, redacted)
+            record = ObjectRecord(
+                object_id, self.base_url, current.type, current.version, True, seq, tombstone
+            )
+            outcome[:] = [ErasureOutcome(object_id, seq, tuple(redacted))]
+            return Append([self._sign(entry, keys, moment)], [record], redactions)
+
+        await self._append(plan)
+        return outcome[0]
 
     async def ensure_checkpoint(self) -> AppendResult:
         """Sign the current size's checkpoint if missing, so /checkpoint always answers."""

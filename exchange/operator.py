@@ -1,4 +1,5 @@
-"""Operator commands on a node's home: init, publish, delete, objects (the CLI's shell)."""
+"""Operator commands on a node's home: init, publish, delete, erase, objects (the CLI's
+shell)."""
 
 from __future__ import annotations
 
@@ -21,12 +22,14 @@ from exchange.config import (
 )
 from exchange.delivery import DeliveryState
 from exchange.documents import read_document, write_secret_json
+from exchange.entries import object_iri
 from exchange.errors import IntegrityError, UsageError
 from exchange.federation import Federation, verifier_pool
 from exchange.http.client import fetcher
+from exchange.http.pages import page_numbers, remove_page_files
 from exchange.key_lifecycle import key_file, revocation_time
 from exchange.keys import generate
-from exchange.node import KeyChange, PublishOutcome, open_node, token_digest
+from exchange.node import ErasureOutcome, KeyChange, PublishOutcome, open_node, token_digest
 from exchange.partners import OriginState, Partner
 
 T = TypeVar("T")
@@ -36,6 +39,7 @@ __all__ = [
     "PartnerStatus",
     "create_store",
     "delete_object",
+    "erase_object",
     "init_node",
     "list_objects",
     "open_federation",
@@ -146,7 +150,7 @@ def publish_files(
 
 
 def delete_object(settings: Settings, reference: str) -> PublishOutcome:
-    object_id = reference if "://" in reference else f"{settings.base_url}/objects/{reference}"
+    object_id = object_iri(reference, settings.base_url)
 
     async def run() -> PublishOutcome:
         async with open_node(settings) as node:
@@ -174,6 +178,21 @@ def revoke_key(settings: Settings, reference: str, at: str) -> KeyChange:
             return await node.revoke_key(reference, moment)
 
     return asyncio.run(run())
+
+
+def erase_object(settings: Settings, reference: str, reason: str | None) -> ErasureOutcome:
+    """Erase an object's content from the node's log (``exchange erase``), and drop the
+    cached pages that held it. A server running on the same home notices the erasure by
+    the store's erasure generation and drops those pages from its memory too."""
+    object_id = object_iri(reference, settings.base_url)
+
+    async def run() -> ErasureOutcome:
+        async with open_node(settings) as node:
+            return await node.erase(object_id, reason or "")
+
+    outcome = asyncio.run(run())
+    remove_page_files(settings.page_dir, page_numbers(outcome.redacted, settings.page_size))
+    return outcome
 
 
 def list_objects(

@@ -229,7 +229,7 @@ class MemoryStore:
     def merge(self, plan: Callable[[MergeView], MergeWrite]) -> MergeWrite:
         write = plan(self)
         state = write.origin
-        for seq, hashed, _ in write.received:
+        for seq, hashed, _, _ in write.received:
             # SQLite's primary key (origin, seq): an entry is never merged twice.
             assert (state.base_url, seq) not in self.received, f"seq {seq} merged twice"
             self.received[(state.base_url, seq)] = hashed

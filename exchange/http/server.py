@@ -14,10 +14,8 @@ import html
 import json
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -26,7 +24,7 @@ from aiohttp import web
 from exchange import feed, merkle
 from exchange.canonical import parse
 from exchange.config import Settings
-from exchange.entries import ObjectRecord
+from exchange.entries import ObjectRecord, check_reason, object_iri
 from exchange.errors import (
     BadRequest,
     Forbidden,
@@ -36,6 +34,7 @@ from exchange.errors import (
 from exchange.federation import Federation, run_periodically, verifier_pool
 from exchange.http.client import fetcher
 from exchange.http.negotiation import preferred
+from exchange.http.pages import PageCache
 from exchange.http.problems import problem_middleware
 from exchange.httpsig import signature_key_id, verify_request
 from exchange.key_lifecycle import active_method
@@ -46,7 +45,7 @@ from exchange.partners import Partner
 from exchange.resources import CONTEXT_IRIS, data_dir, read_json
 from exchange.schema import schema_document
 
-__all__ = ["NODE", "PageCache", "create_app", "node_routes"]
+__all__ = ["NODE", "PageCache", "create_app", "node_routes", "sync_page_cache"]
 
 _log = logging.getLogger(__name__)
 NODE = web.AppKey("node", Node)
@@ -55,74 +54,6 @@ ACTIVITY_JSON = feed.ACTIVITY_JSON
 LD_JSON = "application/ld+json"
 IMMUTABLE = "public, max-age=31536000, immutable"
 MAX_OBJECTS_PER_PAGE = 500
-
-
-class PageCache:
-    """Full feed pages never change: keep rendered ones in memory (LRU, up to a byte budget)
-    and on disk under the node's home, so that a page is built from the store only once.
-
-    A disk file holds ``<ETag> <length>\n<body>``; a file that does not match its length
-    (a write cut short by a crash) is ignored and rebuilt. The folder is a cache: deleting
-    it costs only rebuilding.
-    """
-
-    def __init__(self, max_bytes: int, folder: Path | None = None) -> None:
-        self.max_bytes = max_bytes
-        self.folder = folder
-        self._pages: OrderedDict[int, tuple[bytes, str]] = OrderedDict()
-        self._bytes = 0
-
-    def get(self, number: int) -> tuple[bytes, str] | None:
-        found = self._pages.get(number)
-        if found is not None:
-            self._pages.move_to_end(number)
-            return found
-        found = self._read(number)
-        if found is not None:
-            self._remember(number, *found)
-        return found
-
-    def put(self, number: int, body: bytes, tag: str) -> None:
-        self._remember(number, body, tag)
-        self._write(number, body, tag)
-
-    def _remember(self, number: int, body: bytes, tag: str) -> None:
-        if len(body) > self.max_bytes or number in self._pages:
-            return
-        self._pages[number] = (body, tag)
-        self._bytes += len(body)
-        while self._bytes > self.max_bytes:
-            _, (old, _) = self._pages.popitem(last=False)
-            self._bytes -= len(old)
-
-    def _path(self, number: int) -> Path | None:
-        return None if self.folder is None else self.folder / f"{number}.page"
-
-    def _read(self, number: int) -> tuple[bytes, str] | None:
-        path = self._path(number)
-        if path is None:
-            return None
-        try:
-            data = path.read_bytes()
-        except OSError:
-            return None
-        head, _, body = data.partition(b"\n")
-        tag, _, length = head.decode("ascii", "replace").partition(" ")
-        if not length.isdigit() or int(length) != len(body):
-            return None
-        return body, tag
-
-    def _write(self, number: int, body: bytes, tag: str) -> None:
-        path = self._path(number)
-        if path is None:
-            return
-        try:
-            path.parent.mkdir(exist_ok=True)
-            temporary = path.with_suffix(".tmp")
-            temporary.write_bytes(f"{tag} {len(body)}\n".encode() + body)
-            temporary.replace(path)
-        except OSError as error:
-            _log.warning("page cache: cannot write %s: %s", path, error)
 
 
 PAGE_CACHE = web.AppKey("page_cache", PageCache)
@@ -234,10 +165,21 @@ async def feed_collection(request: web.Request) -> web.Response:
     return _cached_or_revalidate(request, body, feed.etag(body), "no-cache", ACTIVITY_JSON)
 
 
+async def sync_page_cache(node: Node, cache: PageCache) -> int:
+    """Let the page cache agree with the store's erasure generation (an erasure may have run
+    in this process or in another on the same home); returns that generation."""
+    known = cache.generation
+    generation, redacted = await node.store.redactions_since(known)
+    if generation != known:
+        cache.sync(known, generation, redacted, node.settings.page_size)
+    return generation
+
+
 async def feed_page(request: web.Request) -> web.Response:
     node = _node(request)
     number = _path_int(request, "number")
     cache = request.app[PAGE_CACHE]
+    generation = await sync_page_cache(node, cache)  # read before any entry of the page
     cached = cache.get(number)
     if cached is not None:
         return _cached_or_revalidate(request, cached[0], cached[1], IMMUTABLE, ACTIVITY_JSON)
@@ -246,11 +188,11 @@ async def feed_page(request: web.Request) -> web.Response:
     if info is None:
         last = feed.last_page(total, node.settings.page_size)
         raise NotFound(f"page {number} is beyond the last page {last}")
-    entries, hashes = await node.store.page(info.start, info.end)
+    entries, hashes, redacted = await node.store.page(info.start, info.end)
     body = feed.page_document(node.base_url, info, entries)
-    tag = feed.page_etag(node.base_url, info, hashes)
+    tag = feed.page_etag(node.base_url, info, hashes, redacted)
     if info.full:
-        cache.put(number, body, tag)
+        cache.put(number, body, tag, generation=generation)
         return _cached_or_revalidate(request, body, tag, IMMUTABLE, ACTIVITY_JSON)
     return _cached_or_revalidate(request, body, tag, "no-cache", ACTIVITY_JSON)
 
@@ -435,6 +377,32 @@ async def admin_delete(request: web.Request) -> web.Response:
     return _json_response({"id": outcome.id, "action": outcome.action, "seq": outcome.seq})
 
 
+MAX_ERASURE_BODY_BYTES = 16 * 1024
+
+
+async def admin_erase(request: web.Request) -> web.Response:
+    """``POST B/admin/erasures`` ``{"id": <IRI or slug>, "reason": <plain text>}``."""
+    _require_operator(request)
+    if request.content_length is not None and request.content_length > MAX_ERASURE_BODY_BYTES:
+        raise BadRequest(f"an erasure request is at most {MAX_ERASURE_BODY_BYTES} bytes")
+    body = await _json_body(request)
+    if not isinstance(body, dict) or not isinstance(body.get("id"), str) or not body["id"]:
+        raise BadRequest('send {"id": "<object IRI or slug>", "reason": "<why>"}')
+    node = _node(request)
+    reason = check_reason(body.get("reason"))
+    outcome = await node.erase(object_iri(body["id"], node.base_url), reason)
+    await sync_page_cache(node, request.app[PAGE_CACHE])  # drop the pages on disk at once
+    return _json_response(
+        {
+            "id": outcome.id,
+            "action": "erased",
+            "seq": outcome.seq,
+            "redacted": list(outcome.redacted),
+        },
+        status=201,
+    )
+
+
 # --- the inbox (protocol.md §6) ----------------------------------------------------------
 
 
@@ -547,6 +515,7 @@ def node_routes(prefix: str) -> list[web.RouteDef]:
         web.get(f"{p}/schemas/{{name}}.schema.json", schema),
         web.post(f"{p}/admin/objects", admin_publish),
         web.delete(f"{p}/admin/objects/{{slug}}", admin_delete),
+        web.post(f"{p}/admin/erasures", admin_erase),
         web.post(f"{p}/inbox", inbox),
     ]
 
@@ -591,7 +560,7 @@ def _background(federation: Federation) -> list[asyncio.Task[None]]:
 def create_app(settings: Settings, *, run_background: bool = True) -> web.Application:
     """The node's aiohttp application; opening the store and key happens on startup."""
     app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
-    app[PAGE_CACHE] = PageCache(settings.page_cache_bytes, settings.home / "pages")
+    app[PAGE_CACHE] = PageCache(settings.page_cache_bytes, settings.page_dir)
 
     async def node_context(app: web.Application) -> AsyncIterator[None]:
         async with (
@@ -599,6 +568,8 @@ def create_app(settings: Settings, *, run_background: bool = True) -> web.Applic
             fetcher(node.key, signing_keys=node.signing_keys) as client,
         ):
             app[NODE] = node
+            # Pages an erasure touched while no server ran (or during a crash) leave the disk.
+            await sync_page_cache(node, app[PAGE_CACHE])
             pool = contextlib.ExitStack()
             executor = pool.enter_context(verifier_pool(settings.verify_workers))
             federation = Federation(node, client, executor=executor)

@@ -1,8 +1,9 @@
 """The storage interface every backend implements, and the one contract suite tests.
 
 It is narrow on purpose: an atomic :meth:`Store.append` of signed entries together with
-their Merkle nodes, the objects' new state and a checkpoint over the new root; and reads of
-entries, Merkle subtrees, checkpoints and objects. Everything else is computed by the core.
+their Merkle nodes, the objects' new state, the redactions of an erasure and a checkpoint
+over the new root; and reads of entries, Merkle subtrees, checkpoints and objects.
+Everything else is computed by the core.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from exchange.delivery import DeliveryState
-from exchange.entries import ObjectRecord, SignedEntry
+from exchange.entries import ObjectRecord, Redaction, SignedEntry
 from exchange.partners import OriginState, Partner, Rejection
 
 __all__ = [
@@ -36,13 +37,19 @@ class Transaction(Protocol):
 
     def perfect(self, level: int, index: int) -> bytes: ...
 
+    def entries_of(self, object_id: str) -> Sequence[tuple[int, bytes, bytes]]:
+        """(seq, leaf, leaf hash) of every entry of the log about ``object_id``, in order."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Append:
-    """What one append writes: entries in seq order and the objects' new state."""
+    """What one append writes: entries in seq order, the objects' new state, and earlier
+    entries replaced by their Redacted form (an erasure; their leaf hashes stay)."""
 
     entries: Sequence[SignedEntry]
     objects: Sequence[ObjectRecord]
+    redactions: Sequence[Redaction] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +77,14 @@ class MergeWrite:
     """What merging a run of one origin's entries writes, all in one transaction."""
 
     origin: OriginState
-    received: Sequence[tuple[int, bytes, str]] = ()  # (seq, leaf hash, verified entry JSON)
+    #: (seq, leaf hash, verified entry JSON, its object's id or None)
+    received: Sequence[tuple[int, bytes, str, str | None]] = ()
     objects: Sequence[ObjectRecord] = ()
     rejections: Sequence[Rejection] = ()
     partner_document: Mapping[str, Any] | None = None
+    #: Objects of the origin deleted by this run: every entry of them merged earlier that
+    #: still carries content is replaced by its Redacted form (protocol.md §7 rule 5).
+    purge: Sequence[str] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +117,14 @@ class Store(Protocol):
         """The leaves of entries ``[start, end)`` as stored (JCS bytes)."""
         ...
 
-    async def page(self, start: int, end: int) -> tuple[list[bytes], list[bytes]]:
-        """The leaves of entries ``[start, end)`` and their leaf hashes, in one read."""
+    async def page(self, start: int, end: int) -> tuple[list[bytes], list[bytes], list[int]]:
+        """The leaves of entries ``[start, end)``, their leaf hashes and the seqs among them
+        that an erasure redacted, in one read."""
+        ...
+
+    async def redactions_since(self, generation: int | None) -> tuple[int, list[int]]:
+        """The store's erasure generation (0 before any erasure; +1 per erasure that
+        redacted entries) and the seqs redacted after ``generation`` (all when None)."""
         ...
 
     async def subtrees(

@@ -3,13 +3,19 @@
 All database work runs on one dedicated thread, so the event loop never waits on disk and
 the connection is never shared between threads. SQL is kept portable for the PostgreSQL
 backend: plain types, no SQLite-only functions in queries.
+
+Erased content must not linger in the files: ``secure_delete`` zeroes what a write frees,
+and after a write that redacted or purged content the WAL is checkpointed into the database
+and truncated, so that no earlier page image keeps the content either.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -19,7 +25,7 @@ from typing import Any, TypeVar
 import orjson
 
 from exchange.delivery import DeliveryState
-from exchange.entries import ObjectRecord
+from exchange.entries import ObjectRecord, object_id_of, purged_rows
 from exchange.errors import (
     StoreError,
 )
@@ -30,10 +36,46 @@ from exchange.store.base import Append, AppendResult, MergeView, MergeWrite, Obj
 __all__ = ["MIGRATIONS", "SQLiteStore", "StoreError"]
 
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
+
+Migration = str | Callable[[sqlite3.Connection], None]
 
 
-#: Versioned schema migrations; a migration is never edited once released.
-MIGRATIONS: tuple[str, ...] = (
+def _migration_3(connection: sqlite3.Connection) -> None:
+    """Erasure: the object of every merged entry (backfilled from its JSON), lookups of an
+    object's entries, the record of redacted entries, and rule 5 applied to what was merged
+    before it: entries of objects deleted since are purged of their content."""
+    for statement in (
+        "ALTER TABLE received ADD COLUMN object_id TEXT",
+        "CREATE TABLE redactions (seq INTEGER PRIMARY KEY, generation INTEGER NOT NULL)",
+        "CREATE INDEX redactions_by_generation ON redactions (generation)",
+        "CREATE INDEX log_by_object ON log (object_id)",
+    ):
+        connection.execute(statement)
+    after: tuple[str, int] = ("", -1)
+    while True:
+        rows = connection.execute(
+            "SELECT origin, seq, entry FROM received WHERE origin > ? OR (origin = ? AND seq > ?)"
+            " ORDER BY origin, seq LIMIT 1000",
+            (after[0], after[0], after[1]),
+        ).fetchall()
+        if not rows:
+            break
+        connection.executemany(
+            "UPDATE received SET object_id = ? WHERE origin = ? AND seq = ?",
+            [(object_id_of(entry), origin, seq) for origin, seq, entry in rows],
+        )
+        after = (str(rows[-1][0]), int(rows[-1][1]))
+    connection.execute("CREATE INDEX received_by_object ON received (origin, object_id)")
+    for origin, object_id in connection.execute(
+        "SELECT origin, id FROM objects WHERE deleted = 1"
+    ).fetchall():
+        _purge_received(connection, origin, [object_id])
+
+
+#: Versioned schema migrations; a migration is never edited once released. A migration is
+#: SQL, or a function for one that must read what it converts.
+MIGRATIONS: tuple[Migration, ...] = (
     """
     CREATE TABLE log (
         seq INTEGER PRIMARY KEY,
@@ -110,6 +152,7 @@ MIGRATIONS: tuple[str, ...] = (
         last_error TEXT NOT NULL
     );
     """,
+    _migration_3,
 )
 
 
@@ -172,6 +215,24 @@ class _Transaction:
             raise StoreError(f"Merkle node ({level}, {index}) is missing: the store is damaged")
         return bytes(row[0])
 
+    def entries_of(self, object_id: str) -> list[tuple[int, bytes, bytes]]:
+        rows = self._connection.execute(
+            "SELECT seq, leaf, leaf_hash FROM log WHERE object_id = ? ORDER BY seq", (object_id,)
+        ).fetchall()
+        return [(int(seq), bytes(leaf), bytes(hashed)) for seq, leaf, hashed in rows]
+
+
+def _scrub(connection: sqlite3.Connection) -> None:
+    """Copy every WAL frame into the database file and truncate the WAL to zero bytes, so
+    that no page image from before a redaction or purge stays in it. A reader of another
+    process can hold the WAL for a moment; the busy handler waits for it, then this retries."""
+    for _ in range(20):
+        busy, _, _ = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if not busy:
+            return
+        time.sleep(0.05)
+    _log.warning("the WAL could not be truncated after an erasure; the next checkpoint will")
+
 
 class SQLiteStore:
     def __init__(self, path: Path) -> None:
@@ -200,11 +261,14 @@ class SQLiteStore:
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA synchronous = FULL")
         connection.execute("PRAGMA foreign_keys = ON")
+        connection.execute("PRAGMA secure_delete = ON")  # freed content is zeroed
         self._connection = connection
-        self._call(self._migrate)
+        if self._call(self._migrate):
+            self._call(_scrub)
 
     @staticmethod
-    def _migrate(connection: sqlite3.Connection) -> None:
+    def _migrate(connection: sqlite3.Connection) -> bool:
+        """Apply the migrations the store lacks; True when there were any."""
         connection.execute("BEGIN IMMEDIATE")
         try:
             connection.execute(
@@ -218,14 +282,19 @@ class SQLiteStore:
                     f"({len(MIGRATIONS)}); upgrade exchange"
                 )
             for version in range(current + 1, len(MIGRATIONS) + 1):
-                for statement in MIGRATIONS[version - 1].split(";"):
-                    if statement.strip():
-                        connection.execute(statement)
+                migration = MIGRATIONS[version - 1]
+                if callable(migration):
+                    migration(connection)
+                else:
+                    for statement in migration.split(";"):
+                        if statement.strip():
+                            connection.execute(statement)
                 connection.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
             raise
+        return current < len(MIGRATIONS)
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -256,6 +325,8 @@ class SQLiteStore:
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
+            if result.append.redactions:
+                _scrub(connection)
             return result
 
         return await self._run(work)
@@ -269,6 +340,8 @@ class SQLiteStore:
         transaction = _Transaction(connection)
         append = plan(transaction)
         size = transaction.size
+        if append.redactions:
+            _redact(connection, append)
         for offset, entry in enumerate(append.entries):
             if entry.seq != size + offset:
                 raise StoreError(f"entry seq {entry.seq} does not follow log size {size + offset}")
@@ -326,15 +399,34 @@ class SQLiteStore:
 
         return await self._run(work)
 
-    async def page(self, start: int, end: int) -> tuple[list[bytes], list[bytes]]:
-        """The leaves of entries ``[start, end)`` and their leaf hashes, in one read."""
+    async def page(self, start: int, end: int) -> tuple[list[bytes], list[bytes], list[int]]:
+        """The leaves of entries ``[start, end)``, their leaf hashes and the seqs among them
+        that an erasure redacted, in one read."""
 
-        def work(connection: sqlite3.Connection) -> tuple[list[bytes], list[bytes]]:
+        def work(connection: sqlite3.Connection) -> tuple[list[bytes], list[bytes], list[int]]:
             rows = connection.execute(
-                "SELECT leaf, leaf_hash FROM log WHERE seq >= ? AND seq < ? ORDER BY seq",
+                "SELECT log.leaf, log.leaf_hash, redactions.seq FROM log"
+                " LEFT JOIN redactions ON redactions.seq = log.seq"
+                " WHERE log.seq >= ? AND log.seq < ? ORDER BY log.seq",
                 (start, end),
             ).fetchall()
-            return [row[0] for row in rows], [row[1] for row in rows]
+            redacted = [int(row[2]) for row in rows if row[2] is not None]
+            return [row[0] for row in rows], [row[1] for row in rows], redacted
+
+        return await self._run(work)
+
+    async def redactions_since(self, generation: int | None) -> tuple[int, list[int]]:
+        def work(connection: sqlite3.Connection) -> tuple[int, list[int]]:
+            (current,) = connection.execute(
+                "SELECT COALESCE(MAX(generation), 0) FROM redactions"
+            ).fetchone()
+            if current == generation:
+                return int(current), []
+            rows = connection.execute(
+                "SELECT seq FROM redactions WHERE generation > ? ORDER BY seq",
+                (-1 if generation is None else generation,),
+            ).fetchall()
+            return int(current), [int(row[0]) for row in rows]
 
         return await self._run(work)
 
@@ -485,11 +577,13 @@ class SQLiteStore:
             connection.execute("BEGIN IMMEDIATE")
             try:
                 write = plan(_MergeView(connection))
-                _write_merge(connection, write)
+                purged = _write_merge(connection, write)
                 connection.execute("COMMIT")
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
+            if purged:
+                _scrub(connection)
             return write
 
         return await self._run(work)
@@ -649,7 +743,46 @@ def _insert_rejections(connection: sqlite3.Connection, rejections: Sequence[Reje
     )
 
 
-def _write_merge(connection: sqlite3.Connection, write: MergeWrite) -> None:
+def _redact(connection: sqlite3.Connection, append: Append) -> None:
+    """Replace entries of the log by their Redacted form; their leaf hashes (and so every
+    Merkle node and checkpoint) stay. Each erasure that redacts is a new generation, which
+    tells page caches (in this process or another) what to drop."""
+    (generation,) = connection.execute(
+        "SELECT COALESCE(MAX(generation), 0) + 1 FROM redactions"
+    ).fetchone()
+    for redaction in append.redactions:
+        cursor = connection.execute(
+            "UPDATE log SET leaf = ? WHERE seq = ? AND leaf_hash = ?",
+            (redaction.leaf, redaction.seq, redaction.leaf_hash),
+        )
+        if cursor.rowcount != 1:
+            raise StoreError(f"the log has no entry {redaction.seq} with that leaf hash")
+    connection.executemany(
+        "INSERT INTO redactions (seq, generation) VALUES (?, ?)",
+        [(redaction.seq, generation) for redaction in append.redactions],
+    )
+
+
+def _purge_received(connection: sqlite3.Connection, origin: str, object_ids: Sequence[str]) -> int:
+    """protocol.md §7 rule 5: the merged entries of deleted objects keep no content. Returns
+    how many entries were purged."""
+    purged = 0
+    for object_id in object_ids:
+        rows = connection.execute(
+            "SELECT seq, leaf_hash, entry FROM received WHERE origin = ? AND object_id = ?",
+            (origin, object_id),
+        ).fetchall()
+        replacements = purged_rows(origin, [(int(s), bytes(h), str(e)) for s, h, e in rows])
+        connection.executemany(
+            "UPDATE received SET entry = ? WHERE origin = ? AND seq = ?",
+            [(text, origin, seq) for seq, text in replacements],
+        )
+        purged += len(replacements)
+    return purged
+
+
+def _write_merge(connection: sqlite3.Connection, write: MergeWrite) -> int:
+    """Write a merge; returns how many earlier entries were purged of their content."""
     state = write.origin
     connection.execute("DELETE FROM origins WHERE base_url = ?", (state.base_url,))
     connection.execute(
@@ -667,8 +800,8 @@ def _write_merge(connection: sqlite3.Connection, write: MergeWrite) -> None:
         ),
     )
     connection.executemany(
-        "INSERT INTO received (origin, seq, leaf_hash, entry) VALUES (?, ?, ?, ?)",
-        [(state.base_url, seq, hashed, entry) for seq, hashed, entry in write.received],
+        "INSERT INTO received (origin, seq, leaf_hash, entry, object_id) VALUES (?, ?, ?, ?, ?)",
+        [(state.base_url, *row) for row in write.received],
     )
     _put_objects(connection, write.objects)
     _insert_rejections(connection, write.rejections)
@@ -677,3 +810,4 @@ def _write_merge(connection: sqlite3.Connection, write: MergeWrite) -> None:
             "UPDATE partners SET document = ? WHERE base_url = ?",
             (_dumps(write.partner_document), state.base_url),
         )
+    return _purge_received(connection, state.base_url, write.purge)
