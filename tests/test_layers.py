@@ -15,6 +15,7 @@ CORE = [
     "entries",
     "errors",
     "feed",
+    "gossip",
     "httpsig",
     "ingest",
     "keys",
