@@ -79,6 +79,9 @@ class Settings:
     inbox_requests_per_minute: int = 600
     #: Worker processes that verify pulled pages (0: verify in the node's own process).
     verify_workers: int = 0
+    #: How often, at most, one origin's checkpoint is compared with what the other partners
+    #: hold of it (protocol.md §5 gossip); 0: at every pull.
+    gossip_interval_s: float = 300.0
     #: Let nodes that are not partners ask to follow (the operator approves each one).
     open_follow_requests: bool = False
     #: Also fetch the node documents of strangers on private or loopback addresses
@@ -152,6 +155,7 @@ def load_settings(home: Path, environ: Mapping[str, str]) -> Settings:
         personal_data=privacy.get("personal_data", "public-roles"),
         open_follow_requests=bool(data.get("federation", {}).get("open_follow_requests", False)),
         verify_workers=int(data.get("federation", {}).get("verify_workers", os.cpu_count() or 1)),
+        gossip_interval_s=_seconds(data.get("federation", {}).get("gossip_interval_s", 300.0)),
     )
     overrides: dict[str, Any] = {}
     if "EXCHANGE_HOST" in environ:
@@ -160,6 +164,8 @@ def load_settings(home: Path, environ: Mapping[str, str]) -> Settings:
         overrides["port"] = _port(environ["EXCHANGE_PORT"])
     if "EXCHANGE_VERIFY_WORKERS" in environ:
         overrides["verify_workers"] = int(environ["EXCHANGE_VERIFY_WORKERS"])
+    if "EXCHANGE_GOSSIP_INTERVAL_S" in environ:
+        overrides["gossip_interval_s"] = _seconds(environ["EXCHANGE_GOSSIP_INTERVAL_S"])
     if "EXCHANGE_PERSONAL_DATA" in environ:
         overrides["personal_data"] = environ["EXCHANGE_PERSONAL_DATA"]
     settings = replace(settings, **overrides)
@@ -173,12 +179,24 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _seconds(value: object) -> float:
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        raise UsageError(f"{value!r} is not a number of seconds") from None
+    if not 0 <= seconds < float("inf"):
+        raise UsageError(f"{value!r} is not a non-negative number of seconds")
+    return seconds
+
+
 def check_settings(settings: Settings) -> None:
     if settings.personal_data not in PERSONAL_DATA_POLICIES:
         raise UsageError(
             f"personal_data must be one of {', '.join(PERSONAL_DATA_POLICIES)}, "
             f"not {settings.personal_data!r}"
         )
+    if not 0 <= settings.gossip_interval_s < float("inf"):
+        raise UsageError("gossip_interval_s must be a non-negative number of seconds")
     if not 1 <= settings.page_size <= 1000:
         raise UsageError("page_size must lie between 1 and 1000")
     if len(settings.country) != 2 or not settings.country.isupper():

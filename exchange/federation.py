@@ -24,7 +24,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from exchange import delivery
+from exchange import delivery, gossip
+from exchange.canonical import parse
 from exchange.checkpoint import NoteVerifier, open_note, parse_checkpoint
 from exchange.config import log_origin
 from exchange.errors import ExchangeError, IntegrityError, UsageError
@@ -125,6 +126,7 @@ class Federation:
         self.wake_delivery = asyncio.Event()
         self._pushing: set[str] = set()
         self._checkpoints: dict[str, tuple[str, str]] = {}  # partner -> (ETag, signed note)
+        self._gossiped: dict[str, float] = {}  # origin -> loop time of its last gossip
         self.on_pull_request: Callable[[str], None] | None = None
 
     @property
@@ -394,12 +396,16 @@ class Federation:
         partner = await self.partner(base_url)
         async with self._lock(base_url):
             try:
-                return await self._sync(partner, progress)
+                report = await self._sync(partner, progress)
             except (IntegrityError, FetchError) as error:
                 if not isinstance(error, Equivocation | HaltedOrigin):
                     await self._record(partner, error)
                 state = await self._state(base_url)
-                return SyncReport(base_url, state.next_seq, state.checkpoint_size, 0, error.detail)
+                report = SyncReport(
+                    base_url, state.next_seq, state.checkpoint_size, 0, error.detail
+                )
+        halt = await self.gossip(partner)
+        return replace(report, error=halt) if halt and not report.error else report
 
     async def _latest_note(self, partner: Partner) -> str:
         """The partner's checkpoint, revalidated with its ETag (304: nothing new)."""
@@ -470,6 +476,98 @@ class Federation:
                 f"{url}: {len(items)} entries, fewer than checkpoint {claim_size} covers"
             )
         return list(check.checked[: max(0, claim_size - start)])
+
+    # --- gossip (protocol.md §5) ----------------------------------------------------------
+
+    async def gossip(self, origin: Partner) -> str:
+        """Compare the newest checkpoint of ``origin`` this node verified with what the other
+        partners hold of it (their ``/checkpoints``), at most once per gossip interval.
+
+        Halts the origin when a partner holds a checkpoint signed by the origin that is not
+        consistent with ours; returns the reason then, else "". A partner that does not
+        answer, or answers garbage, is skipped; an origin that cannot give the proof needed
+        leaves the question open until the next round. Never raises for either.
+        """
+        now = asyncio.get_running_loop().time()
+        last = self._gossiped.get(origin.base_url)
+        if last is not None and now - last < self.node.settings.gossip_interval_s:
+            return ""
+        self._gossiped[origin.base_url] = now
+        state = await self._state(origin.base_url)
+        if state.halted or not state.checkpoint_note:
+            return ""
+        others = [
+            p
+            for p in await self.store.list_partners()
+            if p.approved and p.base_url not in (origin.base_url, self.node.base_url)
+        ]
+        held = await asyncio.gather(*(self._held(p, origin) for p in others))
+        for gossiper, claims in zip(others, held, strict=True):
+            for claim in claims:
+                halt = await self._compare(origin, gossiper, claim)
+                if halt:
+                    return halt
+        return ""
+
+    async def _held(self, gossiper: Partner, origin: Partner) -> list[CheckpointClaim]:
+        """The checkpoints of ``origin`` that ``gossiper`` holds and ``origin`` signed."""
+        url = f"{gossiper.base_url}/checkpoints"
+        try:
+            _, body, _ = await self.fetcher.get_bytes(
+                url, accept="application/json", max_bytes=gossip.MAX_CHECKPOINTS_BYTES
+            )
+            items = gossip.parse_checkpoints(parse(body), url)
+        except (FetchError, IntegrityError) as error:
+            _log.warning("gossip: skipping %s: %s", gossiper.base_url, error.detail)
+            return []
+        claims = []
+        for item in items:
+            if item.origin != origin.base_url:
+                continue
+            try:
+                claims.append(self._verify_note(origin, item.note))
+            except IntegrityError as error:
+                _log.warning(
+                    "gossip: %s holds a checkpoint of %s that does not verify: %s",
+                    gossiper.base_url,
+                    origin.base_url,
+                    error.detail,
+                )
+        return claims
+
+    async def _compare(self, origin: Partner, gossiper: Partner, theirs: CheckpointClaim) -> str:
+        """Decide on one gossiped checkpoint under the origin's lock, so that the checkpoint
+        compared is the one kept as evidence; halt the origin on equivocation."""
+        async with self._lock(origin.base_url):
+            state = await self._state(origin.base_url)
+            if state.halted or not state.checkpoint_note:
+                return ""
+            mine = CheckpointClaim(
+                state.checkpoint_size, state.checkpoint_root, state.checkpoint_note
+            )
+            decision = gossip.compare(mine, theirs)
+            if decision.verdict == "need-proof":
+                try:
+                    proof = await self._consistency(origin, decision.first, decision.second)
+                except (FetchError, IntegrityError) as error:
+                    _log.info(
+                        "gossip: %s holds checkpoint %d of %s; no proof from it (%s): try later",
+                        gossiper.base_url,
+                        theirs.size,
+                        origin.base_url,
+                        error.detail,
+                    )
+                    return ""
+                decision = gossip.compare(mine, theirs, proof)
+            if decision.verdict != "equivocation":
+                return ""
+            equivocation = Equivocation(
+                f"{gossiper.base_url} holds checkpoint {theirs.size} signed by "
+                f"{origin.base_url}, not consistent with verified checkpoint "
+                f"{state.checkpoint_size}: {decision.reason}"
+            )
+            await self._halt(origin, equivocation, theirs)
+            return equivocation.detail
 
     # --- push: receiving -------------------------------------------------------------------
 

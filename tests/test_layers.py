@@ -17,6 +17,7 @@ CORE = [
     "entries",
     "errors",
     "feed",
+    "gossip",
     "httpsig",
     "ingest",
     "key_lifecycle",

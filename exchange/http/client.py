@@ -49,27 +49,36 @@ class Fetcher:
             return self.signing_keys()
         return [] if self.key is None else [self.key]
 
-    async def _read(self, response: aiohttp.ClientResponse, url: str) -> bytes:
+    async def _read(
+        self, response: aiohttp.ClientResponse, url: str, max_bytes: int | None = None
+    ) -> bytes:
+        limit = min(self.max_response_bytes, max_bytes or self.max_response_bytes)
         if response.status >= 400:
             raise FetchError(f"{url}: HTTP {response.status}", status_code=response.status)
         if response.status >= 300:
             raise FetchError(f"{url}: redirect refused (HTTP {response.status})")
         declared = response.content_length
-        if declared is not None and declared > self.max_response_bytes:
-            raise FetchError(f"{url}: {declared} bytes is more than {self.max_response_bytes}")
+        if declared is not None and declared > limit:
+            raise FetchError(f"{url}: {declared} bytes is more than {limit}")
         chunks: list[bytes] = []
         total = 0
         async for chunk in response.content.iter_chunked(65536):
             total += len(chunk)
-            if total > self.max_response_bytes:
-                raise FetchError(f"{url}: response larger than {self.max_response_bytes} bytes")
+            if total > limit:
+                raise FetchError(f"{url}: response larger than {limit} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
 
     async def get_bytes(
-        self, url: str, *, accept: str = ACCEPT_ACTIVITY, etag: str | None = None
+        self,
+        url: str,
+        *,
+        accept: str = ACCEPT_ACTIVITY,
+        etag: str | None = None,
+        max_bytes: int | None = None,
     ) -> tuple[int, bytes, str | None]:
-        """GET ``url``: (status, body, ETag); 304 gives an empty body."""
+        """GET ``url``: (status, body, ETag); 304 gives an empty body. ``max_bytes`` caps
+        the body below the fetcher's own cap."""
         headers = {"Accept": accept}
         if etag:
             headers["If-None-Match"] = etag
@@ -77,7 +86,7 @@ class Fetcher:
             async with self.session.get(url, headers=headers, allow_redirects=False) as response:
                 if response.status == 304:
                     return 304, b"", response.headers.get("ETag")
-                body = await self._read(response, url)
+                body = await self._read(response, url, max_bytes)
                 return response.status, body, response.headers.get("ETag")
         except (aiohttp.ClientError, TimeoutError) as error:
             raise FetchError(f"{url}: {type(error).__name__}: {error}") from None

@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from exchange import feed, merkle
+from exchange import feed, gossip, merkle
 from exchange.canonical import parse
 from exchange.config import Settings
 from exchange.entries import ObjectRecord, check_reason, object_iri
@@ -217,6 +217,14 @@ async def checkpoint(request: web.Request) -> web.Response:
         raise NotFound("the node has not signed a checkpoint yet")
     body = latest[1].encode()
     return _cached_or_revalidate(request, body, feed.etag(body), "no-cache", "text/plain")
+
+
+async def checkpoints(request: web.Request) -> web.Response:
+    """The newest checkpoint this node verified of each origin it follows (gossip, §5)."""
+    node = _node(request)
+    document = gossip.checkpoints_document(node.base_url, await node.store.list_origin_states())
+    body = json.dumps(document, ensure_ascii=False).encode()
+    return _cached_or_revalidate(request, body, feed.etag(body), "no-cache", "application/json")
 
 
 def _hashes(values: list[bytes]) -> web.Response:
@@ -505,6 +513,7 @@ def node_routes(prefix: str) -> list[web.RouteDef]:
         web.get(f"{p}/feed/{{number}}", feed_page),
         web.get(f"{p}/log/{{seq}}", log_entry),
         web.get(f"{p}/checkpoint", checkpoint),
+        web.get(f"{p}/checkpoints", checkpoints),
         web.get(f"{p}/proof/inclusion", inclusion_proof),
         web.get(f"{p}/proof/consistency", consistency_proof),
         web.get(f"{p}/keys/{{name}}", key_document),
