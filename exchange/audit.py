@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -124,9 +124,9 @@ class Erasure:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class EntryVerdict:
-    """What one entry contributes to the audit; small, so it pickles cheaply."""
+class EntryVerdict(NamedTuple):
+    """What one entry contributes to the audit; a tuple, so that it pickles cheaply on its
+    way back from a worker process."""
 
     position: int
     seq: int | None  # the seq the entry claims (None if it has none)

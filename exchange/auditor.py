@@ -60,10 +60,14 @@ __all__ = [
 
 #: Entries per chunk sent to a worker: large enough that pickling costs little.
 CHUNK_ENTRIES = 512
+#: Bytes of whole entry lines per chunk when workers read the bundle themselves.
+CHUNK_BYTES = 1 << 20
 #: Log entries read from the store per query when exporting.
 EXPORT_BATCH = 2000
 
 Progress = Callable[[int], None]
+#: A function for a worker process and its arguments; it returns the verdicts of a chunk.
+Chunk = tuple[Callable[..., list[EntryVerdict]], tuple[Any, ...]]
 
 
 class AuditUnavailable(UsageError):
@@ -107,6 +111,7 @@ async def export_bundle(settings: Settings, path: Path, *, force: bool = False) 
         raise UsageError(f"{path} exists; pass --force to overwrite it")
     partial = path.with_name(path.name + ".partial")
     async with open_node(settings) as node:
+        await node.refresh()
         latest = await node.store.latest_checkpoint()
         if latest is None:
             raise UsageError("the node has no checkpoint yet")
@@ -229,7 +234,7 @@ class _InOrder:
 
 
 async def _fold_chunks(
-    chunks: AsyncIterator[tuple[Callable[..., list[EntryVerdict]], tuple[Any, ...]]],
+    chunks: AsyncIterator[Chunk],
     fold: AuditFold,
     executor: Executor | None,
     progress: Progress | None,
@@ -286,9 +291,7 @@ async def audit_bundle(
         fold = _fold(base_url, str(path), document, sources, moment)
         progress = progress_factory(header.size) if progress_factory else None
 
-        async def chunks() -> AsyncIterator[
-            tuple[Callable[..., list[EntryVerdict]], tuple[Any, ...]]
-        ]:
+        async def chunks() -> AsyncIterator[Chunk]:
             position = 0
             while True:
                 lines = list(_read_lines(stream, CHUNK_ENTRIES))
@@ -297,9 +300,39 @@ async def audit_bundle(
                 yield check_lines, (lines, position, base_url, keys, moment)
                 position += len(lines)
 
+        async def ranges() -> AsyncIterator[Chunk]:
+            """Byte ranges of whole lines: each worker reads its own, so the entries cross
+            no process boundary (the main process only finds where lines end)."""
+            position, offset = 0, stream.tell()
+            while True:
+                block = stream.read(CHUNK_BYTES)
+                if not block:
+                    return
+                if not block.endswith(b"\n"):
+                    block += stream.readline()
+                count = block.count(b"\n") + (not block.endswith(b"\n"))
+                args = (str(path), offset, len(block), position, base_url, keys, moment)
+                yield check_bundle_range, args
+                offset += len(block)
+                position += count
+
         with worker_pool(_workers(workers)) as executor:
-            await _fold_chunks(chunks(), fold, executor, progress)
+            seekable = executor is not None and not isinstance(stream, gzip.GzipFile)
+            await _fold_chunks(ranges() if seekable else chunks(), fold, executor, progress)
     return fold.finish()
+
+
+def check_bundle_range(
+    path: str, offset: int, length: int, start: int, base_url: str, keys: KeyRing, now: datetime
+) -> list[EntryVerdict]:
+    """Worker side of :func:`audit_bundle`: check the entry lines in a byte range."""
+    with open(path, "rb") as stream:
+        stream.seek(offset)
+        data = stream.read(length)
+    lines = data.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    return check_lines(lines, start, base_url, keys, now)
 
 
 def _read_lines(stream: IO[bytes], count: int) -> Iterator[bytes]:
@@ -392,9 +425,7 @@ async def audit_node(
                 raise AuditUnavailable(f"cannot read page {number}: {error.detail}") from None
             return body
 
-        async def chunks() -> AsyncIterator[
-            tuple[Callable[..., list[EntryVerdict]], tuple[Any, ...]]
-        ]:
+        async def chunks() -> AsyncIterator[Chunk]:
             numbers = iter(range(0, (size + page_size - 1) // page_size))
             window: deque[tuple[int, asyncio.Task[bytes]]] = deque()
             try:
@@ -424,7 +455,7 @@ def _page_chunk(
     base_url: str,
     keys: KeyRing,
     now: datetime,
-) -> tuple[Callable[..., list[EntryVerdict]], tuple[Any, ...]]:
+) -> Chunk:
     start = number * page_size
     limit = min(page_size, size - start)
     return check_page_entries, (raw, start, limit, base_url, keys, now)

@@ -13,10 +13,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
-from exchange.auditor import AuditUnavailable, audit_node
+from exchange.auditor import AuditUnavailable, audit_bundle, audit_node
 from exchange.cli import main
-from tests.nodes import PROJECT, RunningNode, practice
+from tests.nodes import PROJECT, RunningNode, free_port, practice
 from tests.synthetic_log import SyntheticLog
 
 NO_NETWORK = textwrap.dedent(
@@ -121,3 +123,77 @@ def test_a_clean_100000_entry_bundle_audits_clean_offline(tmp_path: Path) -> Non
     assert report["entries"] == 100_000
     assert report["keyChanges"] == [50_000]
     assert report["checkpointsChecked"] == 10  # one every 10,000 entries
+
+
+async def test_a_node_with_a_rotation_and_an_erasure_audits_clean_live_and_offline(
+    node: RunningNode, tmp_path: Path
+) -> None:
+    """Real history: a key rotation and an erasure. Both audits verify the whole tree, show
+    the key change and list the erasure with its reason; no erased content is exported."""
+    marker = "Persoonsgegevens-7Q2X"
+    (created,) = await node.node.publish([{**practice(900), "nameMap": {"nl": marker}}])
+    await node.node.publish([{**practice(900), "id": created.id, "nameMap": {"nl": marker + "!"}}])
+    change = await node.node.rotate_key()
+    await node.node.publish([practice(n) for n in range(901, 905)])
+    erased = await node.node.erase(created.id, "a court order of 2026-11-20")
+    live = await audit_node(node.base_url, workers=1)
+    assert live.clean, live.to_json()["findings"]
+    assert live.key_changes == (change.seq,)
+    (erasure,) = live.erasures
+    assert (erasure.seq, erasure.reason) == (erased.seq, "a court order of 2026-11-20")
+    assert erasure.redacted == (250, 251)
+    assert live.entries_by_activity["Redacted"] == 2
+    bundle = tmp_path / "history.jsonl"
+    home = str(node.settings.home)
+    assert await asyncio.to_thread(main, ["export", "--home", home, "--bundle", str(bundle)]) == 0
+    assert marker.encode() not in bundle.read_bytes()
+    offline = await audit_bundle(bundle, workers=1)
+    assert offline.clean, offline.to_json()["findings"]
+    assert offline.to_json()["erasures"] == live.to_json()["erasures"]
+    assert set(offline.entries_by_key) == {
+        f"{node.base_url}/keys/{name}" for name in ("2026-1", change.key_id.rsplit("/", 1)[1])
+    }
+
+
+async def test_the_audit_takes_the_checkpoints_partners_gossip(
+    node: RunningNode, tmp_path: Path
+) -> None:
+    partner = RunningNode(tmp_path / "be", "Vlaamse overheid", "BE")
+    await partner.start()
+    try:
+        await partner.federation.add_partner(node.base_url)
+        await node.federation.add_partner(partner.base_url)
+        await partner.federation.follow(node.base_url)
+        await partner.federation.sync(node.base_url)
+        report = await audit_node(node.base_url, workers=1, witnesses=[partner.base_url])
+    finally:
+        await partner.stop()
+    assert report.clean, report.to_json()["findings"]
+    assert report.checkpoints_checked == 2  # the node's own, and the one its partner verified
+
+
+async def test_a_witness_holding_a_forked_checkpoint_proves_equivocation(
+    node: RunningNode,
+) -> None:
+    """The node showed one partner another history of its first 100 entries: the witness
+    has that signed checkpoint, and the log the node serves does not extend it."""
+    forked = node.node.sign_checkpoint(100, bytes(range(32)))
+    witness = web.Application()
+
+    async def checkpoints(_request: web.Request) -> web.Response:
+        item = {"origin": node.base_url, "size": 100, "note": forked, "evidence": []}
+        return web.json_response({"checkpoints": [item]})
+
+    witness.router.add_get("/checkpoints", checkpoints)
+    server = TestServer(witness, host="127.0.0.1", port=free_port())
+    await server.start_server()
+    try:
+        url = f"http://127.0.0.1:{server.port}"
+        report = await audit_node(node.base_url, workers=1, witnesses=[url])
+    finally:
+        await server.close()
+    assert set(report.counts) == {"equivocation"}
+    (finding,) = report.findings
+    notes = {c["note"] for c in finding.evidence["checkpoints"]}
+    assert forked in notes
+    assert len(notes) == 2
