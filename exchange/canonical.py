@@ -200,6 +200,8 @@ def parse_canonical_entry(data: bytes) -> Any | None:
     beyond U+FFFF (where JCS and code point order may differ). A duplicate member name cannot pass:
     re-serializing would lose one of them and differ from ``data``.
     """
+    if not data.startswith(b"{"):  # an entry is an object; then every number follows : , [
+        return None
     if not data.isascii() and data.translate(None, _BELOW_F0):
         return None
     if _FRACTION_OR_EXPONENT.search(data.translate(_NUMBER_SHAPES)):

@@ -10,7 +10,13 @@ import pytest
 import rfc8785
 from hypothesis import given
 
-from exchange.canonical import MAX_SAFE_INTEGER, canonicalize, check_ijson, parse
+from exchange.canonical import (
+    MAX_SAFE_INTEGER,
+    canonicalize,
+    check_ijson,
+    parse,
+    parse_canonical_entry,
+)
 from exchange.errors import InvalidJSON
 from tests.strategies import ijson_values, integer_values, reparseable_values
 
@@ -93,3 +99,54 @@ def test_check_ijson_rejects_values_built_in_code(value: object) -> None:
         check_ijson(value)
     with pytest.raises(InvalidJSON):
         canonicalize(value)
+
+
+def _full_path_entry(data: bytes) -> object | None:
+    """What the fast path must agree with: strict parse, integers only, JCS equal to data."""
+    try:
+        value = parse(data, integers_only=True)
+        return value if canonicalize(value, integers_only=True) == data else None
+    except InvalidJSON:
+        return None
+
+
+@given(ijson_values)
+def test_the_canonical_fast_path_accepts_only_what_the_full_path_accepts(value: object) -> None:
+    """parse_canonical_entry never accepts bytes the full path refuses: on canonical bytes
+    it agrees or defers (None), and on re-serialized non-canonical bytes it refuses."""
+    value = {"entry": value, "seq": 7}
+    canonical = canonicalize(value)
+    fast = parse_canonical_entry(canonical)
+    if fast is not None:
+        assert fast == _full_path_entry(canonical)
+    spaced = json.dumps(value, ensure_ascii=False, indent=1).encode()
+    if spaced != canonical:
+        assert parse_canonical_entry(spaced) is None
+
+
+FAST_PATH_REFUSES = {
+    "duplicate member": b'{"a":1,"a":1}',
+    "fraction": b'{"a":1.5}',
+    "exponent": b'{"a":[1e5]}',
+    "integer beyond 2^53": b'{"a":9007199254740992}',
+    "unsorted members": b'{"b":1,"a":2}',
+    "whitespace": b'{"a": 1}',
+    "character beyond U+FFFF": '{"a":"\U0001f602"}'.encode(),
+    "lone surrogate": b'{"a":"\\ud800"}',
+    "escaped solidus": b'{"a":"\\/"}',
+    "deep nesting": b"[" * 70 + b"]" * 70,
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAST_PATH_REFUSES))
+def test_the_canonical_fast_path_refuses(name: str) -> None:
+    assert parse_canonical_entry(FAST_PATH_REFUSES[name]) is None
+
+
+def test_the_canonical_fast_path_takes_a_signed_entry_as_it_is() -> None:
+    data = canonicalize({"id": "https://a.example/log/1", "seq": 1, "nameMap": {"nl": "Café"}})
+    assert parse_canonical_entry(data) == {
+        "id": "https://a.example/log/1",
+        "nameMap": {"nl": "Café"},
+        "seq": 1,
+    }
