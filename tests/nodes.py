@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from exchange.operator import InitResult, init_node
 
@@ -34,6 +37,20 @@ def practice(number: int) -> dict[str, Any]:
         "nameMap": {"en": f"Practice {number}", "nl": f"Praktijk {number}"},
         "practiceKind": "experience",
     }
+
+
+Condition = Callable[[], Awaitable[bool]]
+
+
+async def eventually(condition: Condition, timeout_s: float = 15.0) -> None:
+    """Wait until ``condition`` holds, or fail the test after ``timeout_s``."""
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await condition():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail("the condition did not hold in time")
+        await asyncio.sleep(0.05)
 
 
 def free_port() -> int:

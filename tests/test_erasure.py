@@ -32,22 +32,13 @@ from exchange.merkle import leaf_hash
 from exchange.operator import InitResult
 from exchange.store.sqlite import MIGRATIONS, SQLiteStore
 from tests import independent_verifier as iv
-from tests.nodes import PROJECT, RunningNode, make_node, practice
+from tests.nodes import PROJECT, RunningNode, eventually, make_node, practice
 
 MARKER = "Zwaluwstaart-4471-persoonsgegeven"
 REASON = "Personal data of a civil servant, published without consent (GDPR art. 17)"
 PAGE_SIZE = 4
 REDACTED_MEMBERS = {"id", "type", "seq", "leafHash"}
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
-Condition = Callable[[], Awaitable[bool]]
-
-
-async def eventually(condition: Condition, timeout_s: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await condition():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail("the condition did not hold in time")
-        await asyncio.sleep(0.05)
 
 
 def secret(version: int) -> dict[str, Any]:

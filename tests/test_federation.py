@@ -4,24 +4,14 @@ updates and deletes, and what the operator sees."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from exchange.federation import partner_from_document
-from tests.nodes import RunningNode, example, practice
-
-Condition = Callable[[], Awaitable[bool]]
-
-
-async def eventually(condition: Condition, timeout_s: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await condition():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail("the condition did not hold in time")
-        await asyncio.sleep(0.05)
+from tests.nodes import RunningNode, eventually, example, practice
 
 
 async def pin(subscriber: RunningNode, publisher: RunningNode) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import stat
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,21 +29,12 @@ from exchange.proof import verify_document
 from exchange.store.base import Append, Transaction
 from exchange.timestamps import format_timestamp, parse_timestamp
 from tests.independent_verifier import audit_log
-from tests.nodes import RunningNode, make_node, practice
+from tests.nodes import RunningNode, eventually, make_node, practice
 
 ACTIVITY_JSON = "application/activity+json"
-Condition = Callable[[], Awaitable[bool]]
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-async def eventually(condition: Condition, timeout_s: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await condition():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail("the condition did not hold in time")
-        await asyncio.sleep(0.05)
 
 
 async def get(url: str, accept: str = ACTIVITY_JSON) -> tuple[int, bytes]:
