@@ -9,7 +9,8 @@ Prints, measured in the same run:
   largest worker, to show that memory does not grow with the log.
 
 The bundle holds realistic ~3 KB events (the same as bench/ingest.py), a key rotation
-halfway, an erasure, and a checkpoint every 1,000 entries.
+halfway, an erasure, and a checkpoint every 1,000 entries; `--small` takes ~1 KB best
+practices instead.
 
     python bench/audit.py                   # 100,000 entries (the bundle is built once, cached)
     python bench/audit.py --quick           # 5,000 entries: a smoke run, as CI runs it
@@ -38,10 +39,16 @@ from exchange.auditor import audit_bundle
 from tests.synthetic_log import SyntheticLog
 
 
-def build_bundle(path: Path, entries: int) -> float:
+def build_bundle(path: Path, entries: int, small: bool = False) -> float:
     """Write a clean bundle of ``entries`` entries; the seconds it took."""
     started = time.perf_counter()
     log = SyntheticLog()
+    if small:  # ~1 KB best practices, a rotation halfway
+        log.bulk(entries // 2, checkpoint_every=1000)
+        log.rotate()
+        log.bulk(entries - len(log.leaves), checkpoint_every=1000)
+        log.write_bundle(path)
+        return time.perf_counter() - started
     erased: str | None = None
     while len(log.leaves) < entries - 1:
         seq = log.publish(entry_draft(len(log.leaves)))
@@ -88,14 +95,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5,000 entries (CI)")
     parser.add_argument("--entries", type=int, help="entries in the bundle")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--small", action="store_true", help="~1 KB entries instead of ~3 KB")
     parser.add_argument("--cache", default=tempfile.gettempdir(), help="where bundles are kept")
     args = parser.parse_args()
     entries = args.entries or (5_000 if args.quick else 100_000)
-    path = Path(args.cache) / f"exchange-audit-bench-{entries}.jsonl"
+    kind = "small" if args.small else "events"
+    path = Path(args.cache) / f"exchange-audit-bench-{kind}-{entries}.jsonl"
     if not path.exists():
         # Built in another process, so that this one's peak RSS is the audit's alone.
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as builder:
-            built = builder.submit(build_bundle, path, entries).result()
+            built = builder.submit(build_bundle, path, entries, args.small).result()
         print(f"built a clean bundle of {entries:,} entries in {built:.1f} s ({path})")
     megabytes = path.stat().st_size / 1e6
     print(f"bundle: {entries:,} entries, {megabytes:.0f} MB, one core count {os.cpu_count()}")
