@@ -200,7 +200,7 @@ async def test_events_upcoming_soonest_first_then_past_marked(
     assert items[2].find("event-past")
     assert items[2].one("event-date").attrs["datetime"] == "2023-11-21T17:00:00+01:00"
     assert items[2].one("event-date").text == "21 November 2023, 17:00"
-    assert items[2].one("event-venue").text == "De Glazen Zaal, De Glazen Zaal, Den Haag, Nederland"
+    assert items[2].one("event-venue").text == "De Glazen Zaal, Den Haag, Nederland"
     registration = items[0].one("event-registration")
     assert registration.attrs["href"] == "https://example.be/register"
     assert items[0].one("origin-platform").attrs["data-origin"] == flemish.base_url

@@ -266,6 +266,7 @@ class Dashboard:
             "Delivery backlog",
             "Circuit",
             "Online",
+            "Last contact",
         )
         rows = []
         for status in statuses:
@@ -329,9 +330,8 @@ class Dashboard:
                             "title": now.detail,
                         },
                         "online" if now.online else "offline",
-                        el("br"),
-                        el("small", None, now.detail),
                     ),
+                    el("td", {"data-testid": "partner-contact"}, el("small", None, now.detail)),
                 )
             )
         return el(

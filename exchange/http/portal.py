@@ -285,7 +285,7 @@ class Portal:
                     "data-verification": "verified",
                     "title": t["verified_title"],
                 },
-                "✓ ",
+                el("span", {"aria-hidden": "true"}, "✓ "),
                 t["verified"],
             )
         )
@@ -365,9 +365,9 @@ class Portal:
         if isinstance(address, Mapping):
             place = address.get("fullAddress") or address.get("postName")
         pieces: list[Child] = []
-        if name is not None:
-            pieces.append(_text(name, view))
-        if isinstance(place, str) and (name is None or place != name.value):
+        if name is not None and not (isinstance(place, str) and name.value in place):
+            pieces.append(_text(name, view))  # unless the address already names the venue
+        if isinstance(place, str):
             pieces.append(f", {place}" if pieces else place)
         if not pieces:
             return None
