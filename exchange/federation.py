@@ -49,6 +49,7 @@ from exchange.verification import (
 )
 
 __all__ = [
+    "Contact",
     "Federation",
     "SyncReport",
     "fetch_node_document",
@@ -67,6 +68,18 @@ class SyncReport:
     checkpoint_size: int
     rejected: int
     error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """The outcome of this process's latest pull from or push to a partner (the operator
+    dashboard's online/offline): ``reached`` is False when the partner could not be reached
+    or answered with an error (a FetchError), True when it answered, even with bad content."""
+
+    kind: str  # pull | push
+    at: datetime
+    reached: bool
+    detail: str = ""
 
 
 async def fetch_node_document(fetcher: Fetcher, base_url: str) -> dict[str, Any]:
@@ -128,6 +141,10 @@ class Federation:
         self._checkpoints: dict[str, tuple[str, str]] = {}  # partner -> (ETag, signed note)
         self._gossiped: dict[str, float] = {}  # origin -> loop time of its last gossip
         self.on_pull_request: Callable[[str], None] | None = None
+        #: partner -> the latest pull or push outcome in this process (the dashboard's view).
+        self.contacts: dict[str, Contact] = {}
+        #: partner -> when a pull last verified its latest checkpoint in this process.
+        self.checkpoint_verified_at: dict[str, datetime] = {}
 
     @property
     def store(self) -> Store:
@@ -398,12 +415,18 @@ class Federation:
             try:
                 report = await self._sync(partner, progress)
             except (IntegrityError, FetchError) as error:
+                reached = not isinstance(error, FetchError)
+                self.contacts[base_url] = Contact("pull", datetime.now(UTC), reached, error.detail)
                 if not isinstance(error, Equivocation | HaltedOrigin):
                     await self._record(partner, error)
                 state = await self._state(base_url)
                 report = SyncReport(
                     base_url, state.next_seq, state.checkpoint_size, 0, error.detail
                 )
+            else:
+                moment = datetime.now(UTC)
+                self.contacts[base_url] = Contact("pull", moment, True)
+                self.checkpoint_verified_at[base_url] = moment
         halt = await self.gossip(partner)
         return replace(report, error=halt) if halt and not report.error else report
 
@@ -627,7 +650,12 @@ class Federation:
     ) -> None:
         self._pushing.add(partner.base_url)
         try:
-            await self.store.put_delivery(await self._push(partner, state, end, note, now))
+            after = await self._push(partner, state, end, note, now)
+            await self.store.put_delivery(after)
+            reached = after.attempts == 0
+            self.contacts[partner.base_url] = Contact(
+                "push", datetime.now(UTC), reached, after.last_error
+            )
         finally:
             self._pushing.discard(partner.base_url)
 

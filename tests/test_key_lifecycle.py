@@ -465,7 +465,7 @@ async def test_a_running_server_picks_up_a_rotation_and_a_revocation_by_the_cli(
     revoke = ["keys", "revoke", first.rsplit("/", 1)[1], "--at", "now", "--home", home]
     assert await asyncio.to_thread(main, revoke) == 0
     assert (await get_json(first))["revoked"] is not None
-    status, page = await get(dutch.base_url, "text/html")
+    status, page = await get(f"{dutch.base_url}/portal/about", "text/html")
     assert status == 200
     assert b"revoked at" in page
     await dutch.node.publish([practice(2)])

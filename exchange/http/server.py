@@ -33,11 +33,12 @@ from exchange.errors import (
 )
 from exchange.federation import Federation, run_periodically, verifier_pool
 from exchange.http.client import fetcher
+from exchange.http.dashboard import Dashboard
 from exchange.http.negotiation import preferred
 from exchange.http.pages import PageCache
+from exchange.http.portal import Portal
 from exchange.http.problems import problem_middleware
 from exchange.httpsig import signature_key_id, verify_request
-from exchange.key_lifecycle import active_method
 from exchange.merge import keyring_from_node_document
 from exchange.node import Node, NotFound, open_node
 from exchange.origins import is_under
@@ -108,37 +109,10 @@ async def node_document(request: web.Request) -> web.Response:
         raise web.HTTPNotAcceptable(
             text="offered: application/activity+json, application/ld+json, text/html"
         )
+    if choice == "text/html":  # people go to the portal; its about page shows the node
+        raise web.HTTPSeeOther(f"{node.settings.path_prefix}/portal")
     await node.refresh()  # a CLI on the same home may have rotated or revoked a key
-    document = node.node_document()
-    if choice == "text/html":
-        return web.Response(text=_node_page(node, document), content_type="text/html")
-    return _json_response(document, choice)
-
-
-def _node_page(node: Node, document: dict[str, Any]) -> str:
-    e = html.escape
-    name = e(node.settings.name)
-    active = active_method(document)
-    keys = "".join(
-        f"<li><code>{e(k['id'])}</code>: <code>{e(k['publicKeyMultibase'])}</code> "
-        f"(since {e(k['created'])}"
-        + (f", revoked at {e(k['revoked'])}" if k.get("revoked") else "")
-        + ("; signs new entries" if k["id"] == active["id"] else "")
-        + ")</li>"
-        for k in document["assertionMethod"]
-    )
-    base = e(node.base_url)
-    return (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{name} — exchange node</title></head><body>"
-        f"<h1>{name}</h1><p>An exchange node in {e(node.settings.country)}. "
-        f"Its signed feed is at <a href='{base}/feed'>{base}/feed</a>, its latest checkpoint "
-        f"at <a href='{base}/checkpoint'>{base}/checkpoint</a>.</p>"
-        f"<h2>Signing keys</h2><ul>{keys}</ul>"
-        f"<p>Log origin <code>{e(node.settings.origin)}</code>, checkpoint key "
-        f"<code>{e(node.checkpoint_key)}</code>.</p></body></html>"
-    )
+    return _json_response(node.node_document(), choice)
 
 
 async def well_known(request: web.Request) -> web.Response:
@@ -526,6 +500,8 @@ def node_routes(prefix: str) -> list[web.RouteDef]:
         web.delete(f"{p}/admin/objects/{{slug}}", admin_delete),
         web.post(f"{p}/admin/erasures", admin_erase),
         web.post(f"{p}/inbox", inbox),
+        *Portal(NODE).routes(p),
+        *Dashboard(NODE, FEDERATION).routes(p),
     ]
 
 
