@@ -138,7 +138,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
 
 
 @pytest.fixture
-def served_demo(tmp_path_factory: pytest.TempPathFactory, shots: Screenshots) -> Iterator[ServedNodes]:
+def served_demo(
+    tmp_path_factory: pytest.TempPathFactory, shots: Screenshots
+) -> Iterator[ServedNodes]:
     """The demo's three nodes, each served on its own by ``exchange serve`` (from the
     homes a demo run set up and left in sync), so that a test can stop and restart one."""
     setup = start_demo(_demo_folder(tmp_path_factory, "served-demo"), shots.folder / "demo.log")

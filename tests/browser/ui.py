@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from playwright.sync_api import Locator, Page
+from playwright.sync_api import Locator, Page, Response
 
 #: A country as the portal may show it: its code, or its name in the page's language.
 COUNTRY_NAMES = {
@@ -17,8 +17,16 @@ COUNTRY_NAMES = {
 }
 
 
-def testid(name: str) -> str:
+def hook(name: str) -> str:
     return f'[data-testid="{name}"]'
+
+
+def load(page: Page, url: str) -> Response:
+    """Open ``url`` in the page; it must answer 2xx (after redirects)."""
+    response = page.goto(url)
+    if response is None or not response.ok:
+        raise AssertionError(f"GET {url}: {response.status if response else 'no response'}")
+    return response
 
 
 def country_shown(text: str, code: str, language: str) -> bool:
@@ -37,11 +45,11 @@ class ListedItem:
 def listed_items(page: Page) -> dict[str, ListedItem]:
     """The objects a portal page lists, by IRI (``data-id``)."""
     items: dict[str, ListedItem] = {}
-    for item in page.locator(testid("item")).all():
+    for item in page.locator(hook("item")).all():
         iri = item.get_attribute("data-id")
         assert iri, "a listed item has no data-id"
-        title = " ".join(item.locator(testid("item-title")).first.inner_text().split())
-        country = " ".join(item.locator(testid("origin-country")).first.inner_text().split())
+        title = " ".join(item.locator(hook("item-title")).first.inner_text().split())
+        country = " ".join(item.locator(hook("origin-country")).first.inner_text().split())
         items[iri] = ListedItem(iri, title, country)
     return items
 
@@ -49,8 +57,8 @@ def listed_items(page: Page) -> dict[str, ListedItem]:
 def switch_language(page: Page, language: str) -> None:
     """Follow the language switch's link to ``language`` (``hreflang``)."""
     link = page.locator(
-        f'{testid("lang-switch")}[hreflang="{language}"], '
-        f'{testid("lang-switch")} [hreflang="{language}"]'
+        f'{hook("lang-switch")}[hreflang="{language}"], '
+        f'{hook("lang-switch")} [hreflang="{language}"]'
     ).first
     with page.expect_navigation():
         link.click()
@@ -62,8 +70,7 @@ def reload_until(
     """Load ``url`` again and again (as an operator presses F5) until ``condition``."""
     deadline = time.monotonic() + timeout_s
     while True:
-        response = page.goto(url)
-        assert response is not None and response.ok, f"GET {url}: {response and response.status}"
+        load(page, url)
         if condition(page):
             return
         if time.monotonic() > deadline:
@@ -74,14 +81,12 @@ def reload_until(
 def login(page: Page, base_url: str, token: str) -> None:
     """Log in to a node's dashboard with its operator token (the login form's only text or
     password field, named ``token``), and land on the dashboard."""
-    response = page.goto(f"{base_url}/admin/login")
-    assert response is not None and response.ok, f"GET /admin/login: {response and response.status}"
+    load(page, f"{base_url}/admin/login")
     field = page.locator('form input[name="token"], form input[type="password"]').first
     field.fill(token)
     with page.expect_navigation():
         field.press("Enter")
-    response = page.goto(f"{base_url}/admin/dashboard")
-    assert response is not None and response.ok, "the dashboard refused the operator's session"
+    load(page, f"{base_url}/admin/dashboard")
     assert page.url.startswith(f"{base_url}/admin/dashboard"), f"sent to {page.url}"
 
 
