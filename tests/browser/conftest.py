@@ -82,13 +82,15 @@ class Screenshots:
         return path
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API is started it keeps an event loop
+# running in the main thread, and asyncio.run() in the suite's other tests would fail.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(
@@ -127,10 +129,13 @@ def _demo_folder(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=tmp_path_factory.getbasetemp()))
 
 
-@pytest.fixture(scope="session")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    """One ``exchange demo`` (NL, BE, EU in sync) for the tests that do not stop a node."""
-    log = OUTPUT / "demo.log"
+@pytest.fixture(scope="module")
+def demo(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Demo]:
+    """One ``exchange demo`` (NL, BE, EU in sync) for the tests of a module that do not stop
+    a node."""
+    log = OUTPUT / f"demo-{request.module.__name__.rsplit('.', 1)[-1]}.log"
     log.unlink(missing_ok=True)
     running = start_demo(_demo_folder(tmp_path_factory, "demo"), log)
     yield running

@@ -32,6 +32,8 @@ def _check_listing(page: Page, examples: list[Example], language: str) -> None:
         item = items[example.id]
         assert item.title == example.names[language], (language, item)
         assert country_shown(item.country, example.country, language), (language, item)
+        if example.node != "nl":
+            assert item.verified, f"a partner's object without the verified mark: {item}"
 
 
 def test_the_portal_lists_the_partners_content_in_two_languages(
@@ -39,7 +41,7 @@ def test_the_portal_lists_the_partners_content_in_two_languages(
 ) -> None:
     """On the Dutch node's portal, in Dutch and then (through the language switch) in
     English: every object of the three nodes, the Belgian and European ones marked with
-    their origin country, each title in the chosen language."""
+    their origin country and as verified, each title in the chosen language."""
     examples = demo_examples(demo)
     assert {e.country for e in examples if e.node != "nl"} == {"BE", "EU"}
     seen_partners = set()
@@ -100,4 +102,5 @@ def test_a_publish_through_the_form_appears_on_a_partners_portal(
     item = listed_items(page)[published]
     assert item.title == names["en"]
     assert country_shown(item.country, "NL", "en"), item
+    assert item.verified, item
     shots.take(page, "on-be-portal")

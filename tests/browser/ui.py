@@ -40,6 +40,7 @@ class ListedItem:
     id: str
     title: str
     country: str
+    verified: bool  # it carries the "verified" mark
 
 
 def listed_items(page: Page) -> dict[str, ListedItem]:
@@ -50,7 +51,8 @@ def listed_items(page: Page) -> dict[str, ListedItem]:
         assert iri, "a listed item has no data-id"
         title = " ".join(item.locator(hook("item-title")).first.inner_text().split())
         country = " ".join(item.locator(hook("origin-country")).first.inner_text().split())
-        items[iri] = ListedItem(iri, title, country)
+        verified = item.locator(hook("verified")).count() > 0
+        items[iri] = ListedItem(iri, title, country, verified)
     return items
 
 
