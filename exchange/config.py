@@ -166,6 +166,8 @@ def load_settings(home: Path, environ: Mapping[str, str]) -> Settings:
         overrides["verify_workers"] = int(environ["EXCHANGE_VERIFY_WORKERS"])
     if "EXCHANGE_GOSSIP_INTERVAL_S" in environ:
         overrides["gossip_interval_s"] = _seconds(environ["EXCHANGE_GOSSIP_INTERVAL_S"])
+    if "EXCHANGE_SYNC_INTERVAL_S" in environ:
+        overrides["sync_interval_s"] = _seconds(environ["EXCHANGE_SYNC_INTERVAL_S"])
     if "EXCHANGE_PERSONAL_DATA" in environ:
         overrides["personal_data"] = environ["EXCHANGE_PERSONAL_DATA"]
     settings = replace(settings, **overrides)
@@ -197,6 +199,8 @@ def check_settings(settings: Settings) -> None:
         )
     if not 0 <= settings.gossip_interval_s < float("inf"):
         raise UsageError("gossip_interval_s must be a non-negative number of seconds")
+    if not 0 < settings.sync_interval_s < float("inf"):
+        raise UsageError("sync_interval_s must be a positive number of seconds")
     if not 1 <= settings.page_size <= 1000:
         raise UsageError("page_size must lie between 1 and 1000")
     if len(settings.country) != 2 or not settings.country.isupper():

@@ -4,6 +4,12 @@ A Dutch civil-servant collaboration platform, a Flemish government portal and a 
 Commission unit each publish their share of the example content (the seed pages). Every
 node pins the others as partners and follows them; within seconds each node holds every
 partner's content, verified. Nothing to configure; Ctrl-C stops all three cleanly.
+
+Each node lives in ``<home>/<key>`` (nl, be, eu); a node created by the demo keeps its
+operator token in ``<home>/<key>/operator-token`` (mode 0600), for the dashboard's login and
+the operator API. With ``--home`` the folders outlive the demo: ``exchange serve --home
+<home>/be`` runs one of its nodes on its own (the browser tests stop and restart one
+partner that way).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import tempfile
 from collections.abc import Callable, Mapping
@@ -28,7 +35,10 @@ from exchange.node import Node
 from exchange.operator import init_node, rebase_id
 from exchange.resources import data_dir
 
-__all__ = ["DEMO_NODES", "DemoNode", "run_demo"]
+__all__ = ["DEMO_NODES", "TOKEN_FILE", "DemoNode", "run_demo"]
+
+#: The file in a demo node's home that holds its operator token.
+TOKEN_FILE = "operator-token"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +106,11 @@ async def _start(spec: DemoNode, home: Path, port: int) -> _Running:
     if config.exists():
         settings = load_settings(home, {})
     else:
-        settings = init_node(
+        created = init_node(
             home, base_url=base_url, name=spec.name, country=spec.country, language=spec.language
-        ).settings
+        )
+        _keep_token(home / TOKEN_FILE, created.token)
+        settings = created.settings
     settings = replace(settings, sync_interval_s=10.0, delivery_interval_s=0.1)
     runner = web.AppRunner(create_app(settings), handle_signals=False)
     await runner.setup()
@@ -108,6 +120,14 @@ async def _start(spec: DemoNode, home: Path, port: int) -> _Running:
         await runner.cleanup()
         raise UsageError(f"port {port} is not free ({error.strerror}); use --base-port") from None
     return _Running(spec, settings, runner)
+
+
+def _keep_token(path: Path, token: str) -> None:
+    """Write a demo node's operator token, readable by its owner only."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(token + "\n")
+    os.chmod(path, 0o600)
 
 
 async def _connect(nodes: list[_Running]) -> None:
@@ -161,6 +181,7 @@ async def run_demo(
                 nodes.append(await _start(spec, root / spec.key, base_port + offset))
             for running in nodes:
                 say(f"{running.spec.country}  {running.settings.base_url}  {running.spec.name}")
+            say(f"operator tokens: {root / '<nl|be|eu>' / TOKEN_FILE}")
             expected: dict[str, int] = {}
             for running in nodes:
                 drafts = [

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import stat
 from pathlib import Path
 
-from exchange.demo import DEMO_NODES, run_demo
+from exchange.config import load_settings
+from exchange.demo import DEMO_NODES, TOKEN_FILE, run_demo
+from exchange.node import token_digest
 from exchange.resources import data_dir
 from tests.nodes import free_ports
 
@@ -36,3 +39,35 @@ async def test_demo_nodes_get_in_sync_and_stop(tmp_path: Path) -> None:
     )
     assert lines[-1] == "demo stopped"
     assert (tmp_path / "demo" / "nl" / "exchange.toml").is_file()
+
+
+async def test_demo_nodes_keep_their_operator_tokens(tmp_path: Path) -> None:
+    """Each node the demo creates keeps its operator token in its home (mode 0600), the
+    token the node accepts; a second run on the same home keeps the same tokens."""
+    lines: list[str] = []
+    stop = asyncio.Event()
+
+    def say(line: str) -> None:
+        lines.append(line)
+        if line.startswith("in sync after"):
+            stop.set()
+
+    root = tmp_path / "demo"
+    base_port = free_ports(3)
+    await asyncio.wait_for(run_demo(base_port, root, say=say, stop=stop), timeout=60)
+    assert f"operator tokens: {root / '<nl|be|eu>' / TOKEN_FILE}" in lines
+    tokens = {}
+    for spec in DEMO_NODES:
+        path = root / spec.key / TOKEN_FILE
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        tokens[spec.key] = path.read_text("utf-8").strip()
+        settings = load_settings(root / spec.key, {})
+        assert settings.token_sha256 == token_digest(tokens[spec.key])
+    assert len(set(tokens.values())) == len(DEMO_NODES)
+    stop.clear()
+    lines.clear()
+    await asyncio.wait_for(run_demo(base_port, root, say=say, stop=stop), timeout=60)
+    assert lines[-1] == "demo stopped"
+    assert {s.key: (root / s.key / TOKEN_FILE).read_text("utf-8").strip() for s in DEMO_NODES} == (
+        tokens
+    )

@@ -206,6 +206,11 @@ def test_environment_overrides_the_config(
         load_settings(home, {"EXCHANGE_PERSONAL_DATA": "some"})
     with pytest.raises(UsageError, match="not a TCP port"):
         load_settings(home, {"EXCHANGE_PORT": "http"})
+    assert load_settings(home, {}).sync_interval_s == 60.0
+    assert load_settings(home, {"EXCHANGE_SYNC_INTERVAL_S": "0.5"}).sync_interval_s == 0.5
+    for wrong in ("0", "-1", "soon", "inf"):
+        with pytest.raises(UsageError, match="number of seconds"):
+            load_settings(home, {"EXCHANGE_SYNC_INTERVAL_S": wrong})
     (home / "exchange.toml").write_text("[node\n")
     with pytest.raises(UsageError, match=r"exchange\.toml"):
         load_settings(home, {})
