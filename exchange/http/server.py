@@ -37,6 +37,7 @@ from exchange.errors import (
 from exchange.federation import Federation, run_periodically, verifier_pool
 from exchange.http.client import fetcher
 from exchange.http.negotiation import preferred
+from exchange.http.openapi import openapi_document
 from exchange.http.pages import PageCache
 from exchange.http.problems import problem_middleware
 from exchange.httpsig import signature_key_id, verify_request
@@ -360,6 +361,11 @@ async def schema(request: web.Request) -> web.Response:
     return _json_response(schema_document(name), "application/schema+json")
 
 
+async def openapi(request: web.Request) -> web.Response:
+    settings = _node(request).settings
+    return _json_response(openapi_document(settings.base_url, settings.path_prefix))
+
+
 # --- the operator's API ------------------------------------------------------------------
 
 
@@ -544,6 +550,7 @@ def node_routes(prefix: str) -> list[web.RouteDef]:
         web.get(f"{p}/ns", vocabulary),
         web.get(f"{p}/ns/v1", context),
         web.get(f"{p}/schemas/{{name}}.schema.json", schema),
+        web.get(f"{p}/openapi.json", openapi),
         web.post(f"{p}/admin/objects", admin_publish),
         web.delete(f"{p}/admin/objects/{{slug}}", admin_delete),
         web.post(f"{p}/admin/erasures", admin_erase),
