@@ -4,6 +4,7 @@ with a Dutch and a Flemish node federating on real loopback ports."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -351,3 +352,43 @@ def test_migration_4_backfills_existing_objects(tmp_path: Path) -> None:
             await store.close()
 
     asyncio.run(run())
+
+
+def test_the_objects_command_filters_like_the_api(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from exchange.cli import main
+    from tests.nodes import EXAMPLES
+
+    home = tmp_path / "node"
+    assert (
+        main(
+            [
+                "init",
+                "--home",
+                str(home),
+                "--base-url",
+                "http://127.0.0.1:8080",
+                "--name",
+                "Knoop",
+                "--country",
+                "NL",
+            ]
+        )
+        == 0
+    )
+    files = [
+        str(EXAMPLES / f"{name}.json")
+        for name in ("event-reuring-cafe-115", "case-doetank-milieu-initiatieven")
+    ]
+    assert main(["publish", "--home", str(home), "--rebase-ids", *files]) == 0
+    capsys.readouterr()
+    assert main(["objects", "--home", str(home), "--q", "reuring", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["type"], row["country"]) == ("Event", "NL")
+    assert main(["objects", "--home", str(home), "--country", "BE"]) == 0
+    assert "0 object(s)" in capsys.readouterr().out
+    assert main(["objects", "--home", str(home), "--lang", "nl", "--country", "nl"]) == 0
+    assert "2 object(s)" in capsys.readouterr().out
+    assert main(["objects", "--home", str(home), "--lang", "n l"]) == 2
+    assert "lang" in capsys.readouterr().err

@@ -15,7 +15,6 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -263,14 +262,6 @@ async def consistency_proof(request: web.Request) -> web.Response:
 # --- objects -----------------------------------------------------------------------------
 
 
-async def _countries(node: Node) -> dict[str, str]:
-    """Each origin's country: this node's own from its settings, a partner's from the
-    partners table."""
-    countries = {p.base_url: p.country for p in await node.store.list_partners()}
-    countries[node.base_url] = node.settings.country
-    return countries
-
-
 def _object_json(body: Any) -> web.Response:
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
@@ -279,17 +270,7 @@ async def list_objects(request: web.Request) -> web.Response:
     """``GET B/objects``: own and merged objects, filtered, in change order (query.py)."""
     node = _node(request)
     params = list(request.query.items())
-    query = parse_query(params)
-    countries = await _countries(node)
-    if query.country is not None:
-        in_country = tuple(o for o, c in sorted(countries.items()) if c == query.country)
-        origins = (
-            in_country
-            if query.origins is None
-            else tuple(o for o in query.origins if o in in_country)
-        )
-        query = replace(query, origins=origins)
-    page = await node.store.query_objects(query)
+    page, countries = await node.query_objects(parse_query(params))
     items = [item_json(s, base_url=node.base_url, countries=countries) for s in page.items]
     following = None
     if page.next_after is not None:
@@ -312,7 +293,7 @@ async def object_by_id(request: web.Request) -> web.Response:
     stored = await node.store.get_stored(ids[0])
     if stored is None:
         raise NotFound(f"this node holds no object {ids[0]}")
-    return _object_json(item_json(stored, base_url=node.base_url, countries=await _countries(node)))
+    return _object_json(item_json(stored, base_url=node.base_url, countries=await node.countries()))
 
 
 async def get_object(request: web.Request) -> web.Response:
