@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from exchange.errors import InvalidParameter
 from exchange.timestamps import parse_timestamp
 
@@ -42,8 +44,10 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "fold",
+    "item_bytes",
     "item_json",
     "languages",
+    "listing_bytes",
     "parse_query",
     "search_terms",
     "search_text",
@@ -105,7 +109,13 @@ class StoredObject:
     seq: int
     received: str
     change: int
-    body: Mapping[str, Any]
+    #: The object as stored: compact JSON of the object as signed (or its Tombstone).
+    body_json: str
+
+    @property
+    def body(self) -> Mapping[str, Any]:
+        value: Mapping[str, Any] = orjson.loads(self.body_json)
+        return value
 
 
 def _one(params: Sequence[tuple[str, str]], name: str) -> str | None:
@@ -256,10 +266,7 @@ def updated_micros(body: Mapping[str, Any]) -> int | None:
     return None
 
 
-def item_json(
-    stored: StoredObject, *, base_url: str, countries: Mapping[str, str]
-) -> dict[str, Any]:
-    """One item of ``GET B/objects`` (and ``GET B/objects/by-id``)."""
+def _meta(stored: StoredObject, base_url: str, countries: Mapping[str, str]) -> dict[str, Any]:
     return {
         "id": stored.id,
         "type": stored.type,
@@ -271,5 +278,29 @@ def item_json(
         # Merged objects are stored only after their proofs and merge rules held (§7).
         "verification": "own" if stored.origin == base_url else "verified",
         "deleted": stored.deleted,
-        "object": stored.body,
     }
+
+
+def item_json(
+    stored: StoredObject, *, base_url: str, countries: Mapping[str, str]
+) -> dict[str, Any]:
+    """One item of ``GET B/objects`` (and ``GET B/objects/by-id``)."""
+    return {**_meta(stored, base_url, countries), "object": stored.body}
+
+
+def item_bytes(stored: StoredObject, *, base_url: str, countries: Mapping[str, str]) -> bytes:
+    """:func:`item_json` serialized, with the stored object spliced in as it is (no parse)."""
+    head = orjson.dumps(_meta(stored, base_url, countries))[:-1]
+    return head + b',"object":' + stored.body_json.encode() + b"}"
+
+
+def listing_bytes(
+    items: Sequence[StoredObject],
+    following: str | None,
+    *,
+    base_url: str,
+    countries: Mapping[str, str],
+) -> bytes:
+    """The JSON of one page of ``GET B/objects``: ``{"items": [...], "next": ...}``."""
+    parts = b",".join(item_bytes(s, base_url=base_url, countries=countries) for s in items)
+    return b'{"items":[' + parts + b'],"next":' + orjson.dumps(following) + b"}"

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-import orjson
 from aiohttp import web
 
 from exchange import feed, gossip, merkle
@@ -45,7 +44,7 @@ from exchange.merge import keyring_from_node_document
 from exchange.node import Node, NotFound, open_node
 from exchange.origins import is_under
 from exchange.partners import Partner
-from exchange.query import encode_cursor, item_json, parse_query
+from exchange.query import encode_cursor, item_bytes, listing_bytes, parse_query
 from exchange.resources import CONTEXT_IRIS, data_dir, read_json
 from exchange.schema import schema_document
 
@@ -262,23 +261,19 @@ async def consistency_proof(request: web.Request) -> web.Response:
 # --- objects -----------------------------------------------------------------------------
 
 
-def _object_json(body: Any) -> web.Response:
-    return web.Response(body=orjson.dumps(body), content_type="application/json")
-
-
 async def list_objects(request: web.Request) -> web.Response:
     """``GET B/objects``: own and merged objects, filtered, in change order (query.py)."""
     node = _node(request)
     params = list(request.query.items())
     page, countries = await node.query_objects(parse_query(params))
-    items = [item_json(s, base_url=node.base_url, countries=countries) for s in page.items]
     following = None
     if page.next_after is not None:
         kept = [(k, v) for k, v in params if k != "after"]
         following = f"{node.base_url}/objects?" + urlencode(
             [*kept, ("after", encode_cursor(page.next_after))]
         )
-    return _object_json({"items": items, "next": following})
+    body = listing_bytes(page.items, following, base_url=node.base_url, countries=countries)
+    return web.Response(body=body, content_type="application/json")
 
 
 async def object_by_id(request: web.Request) -> web.Response:
@@ -293,7 +288,8 @@ async def object_by_id(request: web.Request) -> web.Response:
     stored = await node.store.get_stored(ids[0])
     if stored is None:
         raise NotFound(f"this node holds no object {ids[0]}")
-    return _object_json(item_json(stored, base_url=node.base_url, countries=await node.countries()))
+    body = item_bytes(stored, base_url=node.base_url, countries=await node.countries())
+    return web.Response(body=body, content_type="application/json")
 
 
 async def get_object(request: web.Request) -> web.Response:

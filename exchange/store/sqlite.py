@@ -373,7 +373,7 @@ def _stored(row: Sequence[Any]) -> StoredObject:
         seq,
         received,
         change,
-        orjson.loads(body),
+        str(body),
     )
 
 
@@ -381,15 +381,49 @@ def _marks(values: Sequence[Any]) -> str:
     return ",".join("?" * len(values))
 
 
-def _object_query_sql(query: ObjectQuery, fts: bool) -> tuple[str, list[Any]]:
-    """The SELECT of one page: filters as conjunctions over the objects table, ordered by
-    change number (the cursor). Languages and text are looked up in their own tables."""
+#: Below this many objects updated since the asked time, the ``updated`` index drives the
+#: query (and its matches are sorted); above it, the walk in change order finds a page soon.
+SPARSE_UPDATES = 5000
+
+
+def _object_query_sql(
+    query: ObjectQuery, fts: bool, sparse_updates: bool = False
+) -> tuple[str, list[Any]]:
+    """The SELECT of one page, in change order (the cursor). What drives it, so that a page
+    costs what it returns and not the size of the store: the FTS5 index (whose rowids are
+    change numbers, read in order) when there is free text; else the languages' index
+    (lang, change) for ``lang``; else the ``updated`` index when few objects match
+    ``updated_since``; else the objects table in change order (or by type, id)."""
     clauses, parameters = ["o.type <> 'Service'"], list[Any]()
+    source, order = "objects o", "o.change"
+    lang_clause = (
+        "EXISTS (SELECT 1 FROM object_languages l WHERE l.lang = ? AND l.change = o.change)"
+    )
+    if query.terms and fts:
+        source, order = (
+            "object_text CROSS JOIN objects o ON o.change = object_text.rowid",
+            ("object_text.rowid"),
+        )
+        clauses.append("object_text MATCH ?")
+        parameters.append(" AND ".join(f'"{term}"*' for term in query.terms))
+        if query.lang is not None:
+            clauses.append(lang_clause)
+            parameters.append(query.lang)
+    elif query.lang is not None:
+        source, order = "object_languages l CROSS JOIN objects o ON o.change = l.change", "l.change"
+        clauses.append("l.lang = ?")
+        parameters.append(query.lang)
+    elif query.updated_since_us is not None and sparse_updates:
+        source = "objects o INDEXED BY objects_by_updated"
+    if query.terms and not fts:
+        likes = " AND ".join("(' ' || text) LIKE ? ESCAPE '\\'" for _ in query.terms)
+        clauses.append(f"o.change IN (SELECT rowid FROM object_text WHERE {likes})")
+        parameters += [f"% {term}%" for term in query.terms]
+    if query.after is not None:
+        clauses.append(f"{order} > ?")  # the driving index's own order: a range, not a filter
+        parameters.append(query.after)
     if not query.include_deleted:
         clauses.append("o.deleted = 0")
-    if query.after is not None:
-        clauses.append("o.change > ?")
-        parameters.append(query.after)
     for column, values in (("type", query.types), ("origin", query.origins), ("id", query.ids)):
         if values is not None:
             clauses.append(f"o.{column} IN ({_marks(values) or 'NULL'})")
@@ -397,20 +431,8 @@ def _object_query_sql(query: ObjectQuery, fts: bool) -> tuple[str, list[Any]]:
     if query.updated_since_us is not None:
         clauses.append("o.updated >= ?")
         parameters.append(query.updated_since_us)
-    if query.lang is not None:
-        clauses.append("o.change IN (SELECT change FROM object_languages WHERE lang = ?)")
-        parameters.append(query.lang)
-    if query.terms and fts:
-        clauses.append("o.change IN (SELECT rowid FROM object_text WHERE object_text MATCH ?)")
-        parameters.append(" AND ".join(f'"{term}"*' for term in query.terms))
-    elif query.terms:
-        likes = " AND ".join("(' ' || text) LIKE ? ESCAPE '\\'" for _ in query.terms)
-        clauses.append(f"o.change IN (SELECT rowid FROM object_text WHERE {likes})")
-        parameters += [f"% {term}%" for term in query.terms]
-    sql = (
-        f"SELECT {', '.join('o.' + c for c in _STORED_COLUMNS.split(', '))} FROM objects o"
-        f" WHERE {' AND '.join(clauses)} ORDER BY o.change LIMIT ?"
-    )
+    columns = ", ".join("o." + c for c in _STORED_COLUMNS.split(", "))
+    sql = f"SELECT {columns} FROM {source} WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT ?"
     return sql, [*parameters, query.limit + 1]
 
 
@@ -694,9 +716,16 @@ class SQLiteStore:
         return await self._run(work)
 
     async def query_objects(self, query: ObjectQuery) -> QueryPage:
-        sql, parameters = _object_query_sql(query, self._fts)
-
         def work(connection: sqlite3.Connection) -> QueryPage:
+            sparse = False
+            if query.updated_since_us is not None:
+                (matches,) = connection.execute(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM objects INDEXED BY objects_by_updated"
+                    " WHERE updated >= ? LIMIT ?)",
+                    (query.updated_since_us, SPARSE_UPDATES + 1),
+                ).fetchone()
+                sparse = matches <= SPARSE_UPDATES
+            sql, parameters = _object_query_sql(query, self._fts, sparse)
             rows = connection.execute(sql, parameters).fetchall()
             items = [_stored(row) for row in rows[: query.limit]]
             return QueryPage(items, items[-1].change if len(rows) > query.limit else None)
