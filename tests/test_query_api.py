@@ -392,3 +392,68 @@ def test_the_objects_command_filters_like_the_api(
     assert "2 object(s)" in capsys.readouterr().out
     assert main(["objects", "--home", str(home), "--lang", "n l"]) == 2
     assert "lang" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fts", [True, False], ids=["fts5", "like-fallback"])
+def test_free_text_and_languages_without_fts5_give_the_same_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fts: bool
+) -> None:
+    """Where SQLite lacks FTS5 the text lives in a plain table searched with LIKE over the
+    same folded words: the answers are the same, only slower on large stores."""
+    import exchange.store.sqlite as backend
+    from exchange.entries import ObjectRecord
+    from exchange.partners import OriginState
+    from exchange.store.base import MergeWrite
+
+    if not fts:
+        monkeypatch.setattr(backend, "fts5_available", lambda connection: False)
+    origin = "https://a.example"
+    texts = {
+        "one": {"nl": "Samen werken aan de Bibliotheek"},
+        "two": {"fr-BE": "Bibliothèque numérique"},
+        "three": {"en": "Working together_apart"},
+    }
+    records = [
+        ObjectRecord(
+            f"{origin}/objects/{name}",
+            origin,
+            "Case",
+            1,
+            False,
+            seq,
+            {"id": f"{origin}/objects/{name}", "type": "Case", "nameMap": names},
+        )
+        for seq, (name, names) in enumerate(texts.items())
+    ]
+
+    async def run() -> dict[str, list[str]]:
+        store = SQLiteStore(tmp_path / "store.db")
+        await store.open()
+        try:
+            write = MergeWrite(OriginState(origin, next_seq=3), (), records)
+            await store.merge(lambda view: write)
+            answers = {}
+            for label, params in {
+                "biblio": [("q", "biblio")],
+                "biblio fr": [("q", "BIBLIO"), ("lang", "fr")],
+                "two words": [("q", "samen bibl")],
+                "inner part": [("q", "werken bibliotheek aan")],
+                "not a prefix": [("q", "theek")],
+                "underscore": [("q", "apart")],
+                "after": [("q", "biblio"), ("after", encode_cursor(1))],
+            }.items():
+                page = await store.query_objects(parse_query(params))
+                answers[label] = [s.id.rsplit("/", 1)[1] for s in page.items]
+            return answers
+        finally:
+            await store.close()
+
+    assert asyncio.run(run()) == {
+        "biblio": ["one", "two"],
+        "biblio fr": ["two"],
+        "two words": ["one"],
+        "inner part": ["one"],
+        "not a prefix": [],
+        "underscore": ["three"],
+        "after": ["two"],
+    }
