@@ -86,12 +86,20 @@ def _erase(args: argparse.Namespace) -> int:
 
 
 def _objects(args: argparse.Namespace) -> int:
-    rows = list_objects(settings_from(args), origin=args.origin, type_name=args.type)
+    rows = list_objects(
+        settings_from(args),
+        origin=args.origin,
+        type_name=args.type,
+        country=args.country,
+        lang=args.lang,
+        text=args.q,
+    )
     if args.json:
         sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
         return 0
     for row in rows:
-        print(f"{row['type']:<13} v{row['version']:<3} {row['id']}  {row['name']}")
+        country = row["country"] or "??"
+        print(f"{row['type']:<13} v{row['version']:<3} {country} {row['id']}  {row['name']}")
     print(f"{len(rows)} object(s)")
     return 0
 
@@ -250,12 +258,15 @@ def add_node_commands(
     objects = commands.add_parser(
         "objects",
         parents=[home],
-        help="list the current objects in the node's store",
+        help="list the current objects in the node's store, own and merged",
         formatter_class=formatter,
         epilog="Example:\n  exchange objects --home ./node --type Event",
     )
     objects.add_argument("--origin", help="only objects of this origin (a node's base URL)")
     objects.add_argument("--type", choices=["Case", "Event", "BestPractice"])
+    objects.add_argument("--country", help="only objects of nodes in this country (NL, BE...)")
+    objects.add_argument("--lang", help="only objects with a text in this language (nl, fr...)")
+    objects.add_argument("--q", help="free text: every word begins a word of a name or text")
     objects.add_argument("--json", action="store_true", help="print JSON")
     objects.set_defaults(run=_objects)
     demo = commands.add_parser(

@@ -18,6 +18,7 @@
     │   └── HaltedOrigin               an origin halted for equivocation
     ├── UsageError                     the caller asked for something impossible (bad file, option)
     │   ├── BadRequest                 a malformed path or query parameter (400)
+    │   │   └── InvalidParameter       one named query parameter is wrong (400, names it)
     │   ├── Unauthorized               the operator token is missing or wrong (401)
     │   ├── Forbidden                  a keyid that is no partner's (403)
     │   ├── NotFound                   an unknown resource (404)
@@ -47,6 +48,7 @@ __all__ = [
     "IntegrityError",
     "InvalidJSON",
     "InvalidKey",
+    "InvalidParameter",
     "Issue",
     "KeyChangeRefused",
     "MergeRejected",
@@ -216,6 +218,21 @@ class BadRequest(UsageError):
     problem = "bad-request"
     title = "Bad request"
     status = 400
+
+
+class InvalidParameter(BadRequest):
+    """One query parameter is malformed, unknown or out of range. The problem names it in
+    the extension member ``parameter``."""
+
+    problem = "invalid-parameter"
+    title = "Invalid query parameter"
+
+    def __init__(self, parameter: str, detail: str) -> None:
+        super().__init__(detail)
+        self.parameter = parameter
+
+    def to_problem(self) -> dict[str, object]:
+        return {**super().to_problem(), "parameter": self.parameter}
 
 
 class Unauthorized(UsageError):

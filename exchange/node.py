@@ -19,7 +19,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,9 +55,10 @@ from exchange.key_lifecycle import (
     rotate,
 )
 from exchange.keys import KeyPair, generate
+from exchange.query import ObjectQuery
 from exchange.resources import CONTEXT_IRIS
 from exchange.schema import OBJECT_TYPES
-from exchange.store.base import Append, AppendResult, Store, Transaction
+from exchange.store.base import Append, AppendResult, QueryPage, Store, Transaction
 from exchange.store.sqlite import SQLiteStore
 
 __all__ = [
@@ -319,6 +320,27 @@ class Node:
 
         await self._append(plan)
         return outcome[0]
+
+    async def countries(self) -> dict[str, str]:
+        """Each origin's country: this node's own from its settings, a partner's from the
+        partners table."""
+        countries = {p.base_url: p.country for p in await self.store.list_partners()}
+        countries[self.base_url] = self.settings.country
+        return countries
+
+    async def query_objects(self, query: ObjectQuery) -> tuple[QueryPage, dict[str, str]]:
+        """A page of own and merged objects (query.py), with the countries of the origins;
+        ``query.country`` becomes the origins of that country."""
+        countries = await self.countries()
+        if query.country is not None:
+            in_country = tuple(o for o, c in sorted(countries.items()) if c == query.country)
+            origins = (
+                in_country
+                if query.origins is None
+                else tuple(o for o in query.origins if o in in_country)
+            )
+            query = replace(query, origins=origins)
+        return await self.store.query_objects(query), countries
 
     async def ensure_checkpoint(self) -> AppendResult:
         """Sign the current size's checkpoint if missing, so /checkpoint always answers."""

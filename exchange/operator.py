@@ -7,7 +7,7 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +31,7 @@ from exchange.key_lifecycle import key_file, revocation_time
 from exchange.keys import generate
 from exchange.node import ErasureOutcome, KeyChange, PublishOutcome, open_node, token_digest
 from exchange.partners import OriginState, Partner
+from exchange.query import MAX_LIMIT, parse_query
 
 T = TypeVar("T")
 
@@ -196,25 +197,46 @@ def erase_object(settings: Settings, reference: str, reason: str | None) -> Eras
 
 
 def list_objects(
-    settings: Settings, *, origin: str | None, type_name: str | None
+    settings: Settings,
+    *,
+    origin: str | None,
+    type_name: str | None,
+    country: str | None = None,
+    lang: str | None = None,
+    text: str | None = None,
 ) -> list[dict[str, Any]]:
+    """Every current object of the store that matches, own and merged, in the order of
+    ``GET B/objects``; the filters are those of the query API (and checked as there)."""
+    params = [
+        (name, value)
+        for name, value in (
+            ("origin", origin),
+            ("type", type_name),
+            ("country", country),
+            ("lang", lang),
+            ("q", text),
+        )
+        if value is not None
+    ]
+    query = replace(parse_query(params), limit=MAX_LIMIT)
+
     async def run() -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         async with open_node(settings) as node:
             after = None
             while True:
-                page = await node.store.list_objects(
-                    origin=origin, type_name=type_name, after=after, limit=500
-                )
+                page, countries = await node.query_objects(replace(query, after=after))
                 rows += [
                     {
-                        "id": r.id,
-                        "type": r.type,
-                        "origin": r.origin,
-                        "version": r.version,
-                        "name": _first_name(r.body),
+                        "id": s.id,
+                        "type": s.type,
+                        "origin": s.origin,
+                        "country": countries.get(s.origin),
+                        "version": s.version,
+                        "received": s.received,
+                        "name": _first_name(s.body),
                     }
-                    for r in page.items
+                    for s in page.items
                 ]
                 if page.next_after is None:
                     return rows

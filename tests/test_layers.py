@@ -26,6 +26,7 @@ CORE = [
     "merkle",
     "origins",
     "proof",
+    "query",
     "rdf",
     "schema",
     "timestamps",

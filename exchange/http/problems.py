@@ -62,7 +62,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     except ExchangeError as error:
         problem = error.to_problem()
-        extra = {key: value for key, value in problem.items() if key == "errors"}
+        standard = ("type", "title", "status", "detail")
+        extra = {key: value for key, value in problem.items() if key not in standard}
         return problem_response(error.status, error.problem, error.title, error.detail, extra=extra)
     except web.HTTPException as error:
         if error.status < 400:

@@ -24,17 +24,19 @@ from aiohttp import web
 from exchange import feed, gossip, merkle
 from exchange.canonical import parse
 from exchange.config import Settings
-from exchange.entries import ObjectRecord, check_reason, object_iri
+from exchange.entries import check_reason, object_iri
 from exchange.errors import (
     BadRequest,
     Forbidden,
     InvalidKey,
+    InvalidParameter,
     SignatureError,
 )
 from exchange.federation import Federation, run_periodically, verifier_pool
 from exchange.http.client import fetcher
 from exchange.http.dashboard import Dashboard
 from exchange.http.negotiation import preferred
+from exchange.http.openapi import openapi_document
 from exchange.http.pages import PageCache
 from exchange.http.portal import Portal
 from exchange.http.problems import problem_middleware
@@ -43,6 +45,7 @@ from exchange.merge import keyring_from_node_document
 from exchange.node import Node, NotFound, open_node
 from exchange.origins import is_under
 from exchange.partners import Partner
+from exchange.query import encode_cursor, item_bytes, listing_bytes, parse_query
 from exchange.resources import CONTEXT_IRIS, data_dir, read_json
 from exchange.schema import schema_document
 
@@ -54,7 +57,6 @@ FEDERATION = web.AppKey("federation", Federation)
 ACTIVITY_JSON = feed.ACTIVITY_JSON
 LD_JSON = "application/ld+json"
 IMMUTABLE = "public, max-age=31536000, immutable"
-MAX_OBJECTS_PER_PAGE = 500
 
 
 PAGE_CACHE = web.AppKey("page_cache", PageCache)
@@ -233,38 +235,35 @@ async def consistency_proof(request: web.Request) -> web.Response:
 # --- objects -----------------------------------------------------------------------------
 
 
-def _object_item(record: ObjectRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "type": record.type,
-        "origin": record.origin,
-        "version": record.version,
-        "seq": record.seq,
-        "object": record.body,
-    }
-
-
 async def list_objects(request: web.Request) -> web.Response:
+    """``GET B/objects``: own and merged objects, filtered, in change order (query.py)."""
     node = _node(request)
-    limit = 100
-    if "limit" in request.query:
-        limit = _non_negative(request, "limit")
-        if not 1 <= limit <= MAX_OBJECTS_PER_PAGE:
-            raise BadRequest(f"limit must lie between 1 and {MAX_OBJECTS_PER_PAGE}")
-    type_name = request.query.get("type")
-    if type_name is not None and type_name not in ("Case", "Event", "BestPractice"):
-        raise BadRequest(f"type must be Case, Event or BestPractice, not {type_name!r}")
-    page = await node.store.list_objects(
-        origin=request.query.get("origin"),
-        type_name=type_name,
-        after=request.query.get("after"),
-        limit=limit,
-    )
-    result: dict[str, Any] = {"items": [_object_item(r) for r in page.items], "next": None}
+    params = list(request.query.items())
+    page, countries = await node.query_objects(parse_query(params))
+    following = None
     if page.next_after is not None:
-        query = {**request.query, "after": page.next_after}
-        result["next"] = f"{node.base_url}/objects?{urlencode(query)}"
-    return _json_response(result)
+        kept = [(k, v) for k, v in params if k != "after"]
+        following = f"{node.base_url}/objects?" + urlencode(
+            [*kept, ("after", encode_cursor(page.next_after))]
+        )
+    body = listing_bytes(page.items, following, base_url=node.base_url, countries=countries)
+    return web.Response(body=body, content_type="application/json")
+
+
+async def object_by_id(request: web.Request) -> web.Response:
+    """``GET B/objects/by-id?id=<IRI>``: any object this node holds, own or merged."""
+    node = _node(request)
+    for name in request.query:
+        if name != "id":
+            raise InvalidParameter(name, f"unknown parameter {name!r}")
+    ids = request.query.getall("id", [])
+    if len(ids) != 1 or not ids[0]:
+        raise InvalidParameter("id", "give the object's IRI once as id")
+    stored = await node.store.get_stored(ids[0])
+    if stored is None:
+        raise NotFound(f"this node holds no object {ids[0]}")
+    body = item_bytes(stored, base_url=node.base_url, countries=await node.countries())
+    return web.Response(body=body, content_type="application/json")
 
 
 async def get_object(request: web.Request) -> web.Response:
@@ -311,6 +310,11 @@ async def schema(request: web.Request) -> web.Response:
     if name not in ("common", "case", "event", "best-practice", "object", "entry", "node"):
         raise NotFound(f"no schema named {name!r}")
     return _json_response(schema_document(name), "application/schema+json")
+
+
+async def openapi(request: web.Request) -> web.Response:
+    settings = _node(request).settings
+    return _json_response(openapi_document(settings.base_url, settings.path_prefix))
 
 
 # --- the operator's API ------------------------------------------------------------------
@@ -492,10 +496,12 @@ def node_routes(prefix: str) -> list[web.RouteDef]:
         web.get(f"{p}/proof/consistency", consistency_proof),
         web.get(f"{p}/keys/{{name}}", key_document),
         web.get(f"{p}/objects", list_objects),
+        web.get(f"{p}/objects/by-id", object_by_id),  # before {slug}: "by-id" is reserved
         web.get(f"{p}/objects/{{slug}}", get_object),
         web.get(f"{p}/ns", vocabulary),
         web.get(f"{p}/ns/v1", context),
         web.get(f"{p}/schemas/{{name}}.schema.json", schema),
+        web.get(f"{p}/openapi.json", openapi),
         web.post(f"{p}/admin/objects", admin_publish),
         web.delete(f"{p}/admin/objects/{{slug}}", admin_delete),
         web.post(f"{p}/admin/erasures", admin_erase),

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from exchange.delivery import DeliveryState
 from exchange.entries import ObjectRecord, Redaction, SignedEntry
 from exchange.partners import OriginState, Partner, Rejection
+from exchange.query import ObjectQuery, StoredObject
 
 __all__ = [
     "Append",
@@ -22,6 +23,7 @@ __all__ = [
     "MergeView",
     "MergeWrite",
     "ObjectPage",
+    "QueryPage",
     "Store",
     "Transaction",
 ]
@@ -93,6 +95,15 @@ class ObjectPage:
     next_after: str | None = field(default=None)
 
 
+@dataclass(frozen=True, slots=True)
+class QueryPage:
+    """One page of :meth:`Store.query_objects`; ``next_after`` is the last item's change
+    number when more items match."""
+
+    items: Sequence[StoredObject]
+    next_after: int | None = field(default=None)
+
+
 class Store(Protocol):
     async def open(self) -> None: ...
 
@@ -148,6 +159,16 @@ class Store(Protocol):
     ) -> ObjectPage:
         """Current, undeleted objects by id. Never the node's own node document (the
         record with id ``B`` and type ``Service`` that holds its key state)."""
+        ...
+
+    async def query_objects(self, query: ObjectQuery) -> QueryPage:
+        """Objects (own and merged, never a ``Service``) that match every filter of
+        ``query``, in change order after ``query.after``; ``query.origins`` already holds
+        the origins of ``query.country`` (resolved by the caller)."""
+        ...
+
+    async def get_stored(self, object_id: str) -> StoredObject | None:
+        """Any object that is not a ``Service``, own or merged, deleted or not."""
         ...
 
     async def put_partner(self, partner: Partner) -> None: ...

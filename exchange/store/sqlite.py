@@ -16,9 +16,9 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,7 +31,23 @@ from exchange.errors import (
 )
 from exchange.merkle import leaf_hash, perfect_subtrees_completed_by, root
 from exchange.partners import OriginState, Partner, Rejection
-from exchange.store.base import Append, AppendResult, MergeView, MergeWrite, ObjectPage, Transaction
+from exchange.query import (
+    ObjectQuery,
+    StoredObject,
+    languages,
+    search_text,
+    updated_micros,
+)
+from exchange.store.base import (
+    Append,
+    AppendResult,
+    MergeView,
+    MergeWrite,
+    ObjectPage,
+    QueryPage,
+    Transaction,
+)
+from exchange.timestamps import format_timestamp
 
 __all__ = ["MIGRATIONS", "SQLiteStore", "StoreError"]
 
@@ -71,6 +87,63 @@ def _migration_3(connection: sqlite3.Connection) -> None:
         "SELECT origin, id FROM objects WHERE deleted = 1"
     ).fetchall():
         _purge_received(connection, origin, [object_id])
+
+
+def fts5_available(connection: sqlite3.Connection) -> bool:
+    """Whether this SQLite has FTS5 (Python's sqlite3 usually does)."""
+    try:
+        connection.execute("CREATE VIRTUAL TABLE temp.fts5_probe USING fts5(x)")
+    except sqlite3.OperationalError:
+        return False
+    connection.execute("DROP TABLE temp.fts5_probe")
+    return True
+
+
+def _migration_4(connection: sqlite3.Connection) -> None:
+    """The query API: when this node stored each object's current version (``received``),
+    its place in the store's order (``change``, a number taken by every new version), its
+    ``updated`` time, its languages and its searchable text (FTS5 when this SQLite has it,
+    else a plain table searched with LIKE). Objects stored before take their ``updated``
+    (else ``published``) time as ``received``, or the migration's time."""
+    for statement in (
+        "ALTER TABLE objects ADD COLUMN received TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE objects ADD COLUMN change INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE objects ADD COLUMN updated INTEGER",
+        "CREATE TABLE object_languages (lang TEXT NOT NULL, change INTEGER NOT NULL,"
+        " PRIMARY KEY (lang, change))",
+    ):
+        connection.execute(statement)
+    if fts5_available(connection):
+        connection.execute(
+            "CREATE VIRTUAL TABLE object_text USING fts5(text,"
+            " tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3')"
+        )
+    else:
+        connection.execute("CREATE TABLE object_text (rowid INTEGER PRIMARY KEY, text TEXT)")
+    now = format_timestamp(datetime.now(UTC))
+    rows = connection.execute("SELECT id, type, deleted, body FROM objects").fetchall()
+    backfill = []
+    for object_id, type_name, deleted, body_text in rows:
+        body = orjson.loads(body_text)
+        stamp = next(
+            (body[m] for m in ("updated", "published") if isinstance(body.get(m), str)), now
+        )
+        backfill.append((updated_micros(body), object_id, stamp, body, type_name, deleted))
+    backfill.sort(key=lambda row: (row[0] or 0, row[1]))
+    for change, (updated, object_id, stamp, body, type_name, deleted) in enumerate(backfill, 1):
+        connection.execute(
+            "UPDATE objects SET received = ?, change = ?, updated = ? WHERE id = ?",
+            (stamp, change, updated, object_id),
+        )
+        if type_name != "Service" and not deleted:
+            _index_object(connection, change, body)
+    for statement in (
+        "CREATE UNIQUE INDEX objects_by_change ON objects (change)",
+        "CREATE INDEX objects_by_type_change ON objects (type, change)",
+        "CREATE INDEX objects_by_origin_change ON objects (origin, change)",
+        "CREATE INDEX objects_by_updated ON objects (updated, change)",
+    ):
+        connection.execute(statement)
 
 
 #: Versioned schema migrations; a migration is never edited once released. A migration is
@@ -153,6 +226,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     );
     """,
     _migration_3,
+    _migration_4,
 )
 
 
@@ -162,29 +236,80 @@ def _record(row: Sequence[Any]) -> ObjectRecord:
 
 
 _PUT_OBJECT = (
-    "INSERT INTO objects (id, origin, type, version, deleted, seq, body)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO objects (id, origin, type, version, deleted, seq, body, received, change,"
+    " updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (id) DO UPDATE SET origin = excluded.origin, type = excluded.type,"
     " version = excluded.version, deleted = excluded.deleted, seq = excluded.seq,"
-    " body = excluded.body"
+    " body = excluded.body, received = excluded.received, change = excluded.change,"
+    " updated = excluded.updated"
 )
 
 
-def _object_row(record: ObjectRecord) -> tuple[Any, ...]:
-    body = orjson.dumps(record.body).decode()
-    return (
-        record.id,
-        record.origin,
-        record.type,
-        record.version,
-        int(record.deleted),
-        record.seq,
-        body,
+def _index_object(connection: sqlite3.Connection, change: int, body: Mapping[str, Any]) -> None:
+    """Index a listed object's languages and text under its change number."""
+    connection.executemany(
+        "INSERT INTO object_languages (lang, change) VALUES (?, ?)",
+        [(lang, change) for lang in languages(body)],
+    )
+    connection.execute(
+        "INSERT INTO object_text (rowid, text) VALUES (?, ?)", (change, search_text(body))
     )
 
 
-def _put_objects(connection: sqlite3.Connection, records: Sequence[ObjectRecord]) -> None:
-    connection.executemany(_PUT_OBJECT, [_object_row(record) for record in records])
+def _unindex_object(connection: sqlite3.Connection, change: int) -> None:
+    connection.execute("DELETE FROM object_languages WHERE change = ?", (change,))
+    connection.execute("DELETE FROM object_text WHERE rowid = ?", (change,))
+
+
+def _put_objects(connection: sqlite3.Connection, records: Sequence[ObjectRecord]) -> bool:
+    """Write the objects' new state; each new version takes the next change number and the
+    time now as ``received``, and its index rows. Returns True when indexed text was
+    dropped for an object now deleted (its old words linger in the FTS segments until they
+    are merged: see :func:`_purge_index`)."""
+    received = format_timestamp(datetime.now(UTC))
+    (change,) = connection.execute("SELECT COALESCE(MAX(change), 0) FROM objects").fetchone()
+    dropped = False
+    for record in records:
+        body = orjson.dumps(record.body).decode()
+        old = connection.execute(
+            "SELECT change, version, deleted, body, type FROM objects WHERE id = ?", (record.id,)
+        ).fetchone()
+        if old is not None:
+            if (old[1], bool(old[2]), old[3]) == (record.version, record.deleted, body):
+                continue  # the same version again (rule 3): it keeps its place
+            if old[4] != "Service" and not old[2]:
+                _unindex_object(connection, int(old[0]))
+                dropped = dropped or record.deleted
+        change += 1
+        connection.execute(
+            _PUT_OBJECT,
+            (
+                record.id,
+                record.origin,
+                record.type,
+                record.version,
+                int(record.deleted),
+                record.seq,
+                body,
+                received,
+                change,
+                updated_micros(record.body),
+            ),
+        )
+        if record.type != "Service" and not record.deleted:
+            _index_object(connection, change, record.body)
+    return dropped
+
+
+def _purge_index(connection: sqlite3.Connection) -> None:
+    """FTS5 keeps a deleted document's words in its index segments until they are merged:
+    after a write that purged content, merge them all ('optimize'), so that secure_delete
+    zeroes the old segments and the WAL truncation that follows drops their page images."""
+    (sql,) = connection.execute(
+        "SELECT sql FROM sqlite_master WHERE name = 'object_text'"
+    ).fetchone()
+    if "fts5" in str(sql).lower():
+        connection.execute("INSERT INTO object_text (object_text) VALUES ('optimize')")
 
 
 def _get_object(connection: sqlite3.Connection, object_id: str) -> ObjectRecord | None:
@@ -234,9 +359,87 @@ def _scrub(connection: sqlite3.Connection) -> None:
     _log.warning("the WAL could not be truncated after an erasure; the next checkpoint will")
 
 
+_STORED_COLUMNS = "id, type, origin, version, deleted, seq, received, change, body"
+
+
+def _stored(row: Sequence[Any]) -> StoredObject:
+    object_id, type_name, origin, version, deleted, seq, received, change, body = row
+    return StoredObject(
+        object_id,
+        type_name,
+        origin,
+        version,
+        bool(deleted),
+        seq,
+        received,
+        change,
+        str(body),
+    )
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ",".join("?" * len(values))
+
+
+#: Below this many objects updated since the asked time, the ``updated`` index drives the
+#: query (and its matches are sorted); above it, the walk in change order finds a page soon.
+SPARSE_UPDATES = 5000
+
+
+def _object_query_sql(
+    query: ObjectQuery, fts: bool, sparse_updates: bool = False
+) -> tuple[str, list[Any]]:
+    """The SELECT of one page, in change order (the cursor). What drives it, so that a page
+    costs what it returns and not the size of the store: the FTS5 index (whose rowids are
+    change numbers, read in order) when there is free text; else the languages' index
+    (lang, change) for ``lang``; else the ``updated`` index when few objects match
+    ``updated_since``; else the objects table in change order (or by type, id)."""
+    clauses, parameters = ["o.type <> 'Service'"], list[Any]()
+    source, order = "objects o", "o.change"
+    lang_clause = (
+        "EXISTS (SELECT 1 FROM object_languages l WHERE l.lang = ? AND l.change = o.change)"
+    )
+    if query.terms and fts:
+        source, order = (
+            "object_text CROSS JOIN objects o ON o.change = object_text.rowid",
+            ("object_text.rowid"),
+        )
+        clauses.append("object_text MATCH ?")
+        parameters.append(" AND ".join(f'"{term}"*' for term in query.terms))
+        if query.lang is not None:
+            clauses.append(lang_clause)
+            parameters.append(query.lang)
+    elif query.lang is not None:
+        source, order = "object_languages l CROSS JOIN objects o ON o.change = l.change", "l.change"
+        clauses.append("l.lang = ?")
+        parameters.append(query.lang)
+    elif query.updated_since_us is not None and sparse_updates:
+        source = "objects o INDEXED BY objects_by_updated"
+    if query.terms and not fts:
+        likes = " AND ".join("(' ' || text) LIKE ? ESCAPE '\\'" for _ in query.terms)
+        clauses.append(f"o.change IN (SELECT rowid FROM object_text WHERE {likes})")
+        parameters += [f"% {term}%" for term in query.terms]
+    if query.after is not None:
+        clauses.append(f"{order} > ?")  # the driving index's own order: a range, not a filter
+        parameters.append(query.after)
+    if not query.include_deleted:
+        clauses.append("o.deleted = 0")
+    for column, values in (("type", query.types), ("origin", query.origins), ("id", query.ids)):
+        if values is not None:
+            clauses.append(f"o.{column} IN ({_marks(values) or 'NULL'})")
+            parameters += values
+    if query.updated_since_us is not None:
+        clauses.append("o.updated >= ?")
+        parameters.append(query.updated_since_us)
+    columns = ", ".join("o." + c for c in _STORED_COLUMNS.split(", "))
+    sql = f"SELECT {columns} FROM {source} WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT ?"
+    return sql, [*parameters, query.limit + 1]
+
+
 class SQLiteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._fts = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._connection: sqlite3.Connection | None = None
 
@@ -265,6 +468,10 @@ class SQLiteStore:
         self._connection = connection
         if self._call(self._migrate):
             self._call(_scrub)
+        (sql,) = connection.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'object_text'"
+        ).fetchone()
+        self._fts = "fts5" in str(sql).lower()
 
     @staticmethod
     def _migrate(connection: sqlite3.Connection) -> bool:
@@ -320,12 +527,13 @@ class SQLiteStore:
         def work(connection: sqlite3.Connection) -> AppendResult:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                result = self._append(connection, plan, sign_checkpoint)
+                result, _ = self._append(connection, plan, sign_checkpoint)
                 connection.execute("COMMIT")  # synchronous=FULL: durable when this returns
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
             if result.append.redactions:
+                _purge_index(connection)
                 _scrub(connection)
             return result
 
@@ -336,7 +544,7 @@ class SQLiteStore:
         connection: sqlite3.Connection,
         plan: Callable[[Transaction], Append],
         sign_checkpoint: Callable[[int, bytes], str],
-    ) -> AppendResult:
+    ) -> tuple[AppendResult, bool]:
         transaction = _Transaction(connection)
         append = plan(transaction)
         size = transaction.size
@@ -354,7 +562,7 @@ class SQLiteStore:
                 "INSERT INTO merkle (level, idx, hash) VALUES (?, ?, ?)",
                 perfect_subtrees_completed_by(transaction, entry.seq, hashed),
             )
-        _put_objects(connection, append.objects)
+        dropped = _put_objects(connection, append.objects)
         new_size = size + len(append.entries)
         new_root = root(transaction, new_size)
         row = connection.execute(
@@ -368,7 +576,7 @@ class SQLiteStore:
             )
         else:
             note = str(row[0])
-        return AppendResult(append, new_size, new_root, note)
+        return AppendResult(append, new_size, new_root, note), dropped
 
     async def durability(self) -> tuple[int, str]:
         """The settings that make a commit durable: ``(PRAGMA synchronous, journal_mode)``."""
@@ -507,6 +715,33 @@ class SQLiteStore:
 
         return await self._run(work)
 
+    async def query_objects(self, query: ObjectQuery) -> QueryPage:
+        def work(connection: sqlite3.Connection) -> QueryPage:
+            sparse = False
+            if query.updated_since_us is not None:
+                (matches,) = connection.execute(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM objects INDEXED BY objects_by_updated"
+                    " WHERE updated >= ? LIMIT ?)",
+                    (query.updated_since_us, SPARSE_UPDATES + 1),
+                ).fetchone()
+                sparse = matches <= SPARSE_UPDATES
+            sql, parameters = _object_query_sql(query, self._fts, sparse)
+            rows = connection.execute(sql, parameters).fetchall()
+            items = [_stored(row) for row in rows[: query.limit]]
+            return QueryPage(items, items[-1].change if len(rows) > query.limit else None)
+
+        return await self._run(work)
+
+    async def get_stored(self, object_id: str) -> StoredObject | None:
+        def work(connection: sqlite3.Connection) -> StoredObject | None:
+            row = connection.execute(
+                f"SELECT {_STORED_COLUMNS} FROM objects WHERE id = ? AND type <> 'Service'",
+                (object_id,),
+            ).fetchone()
+            return None if row is None else _stored(row)
+
+        return await self._run(work)
+
     # --- federation: partners, origins, merged entries, rejections, deliveries -----------
 
     async def put_partner(self, partner: Partner) -> None:
@@ -583,6 +818,7 @@ class SQLiteStore:
                 connection.execute("ROLLBACK")
                 raise
             if purged:
+                _purge_index(connection)
                 _scrub(connection)
             return write
 
@@ -803,11 +1039,11 @@ def _write_merge(connection: sqlite3.Connection, write: MergeWrite) -> int:
         "INSERT INTO received (origin, seq, leaf_hash, entry, object_id) VALUES (?, ?, ?, ?, ?)",
         [(state.base_url, *row) for row in write.received],
     )
-    _put_objects(connection, write.objects)
+    dropped = _put_objects(connection, write.objects)
     _insert_rejections(connection, write.rejections)
     if write.partner_document is not None:
         connection.execute(
             "UPDATE partners SET document = ? WHERE base_url = ?",
             (_dumps(write.partner_document), state.base_url),
         )
-    return _purge_received(connection, state.base_url, write.purge)
+    return _purge_received(connection, state.base_url, write.purge) + int(dropped)
