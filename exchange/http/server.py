@@ -33,6 +33,7 @@ from exchange.errors import (
 )
 from exchange.federation import Federation, run_periodically, verifier_pool
 from exchange.http.client import fetcher
+from exchange.http.linked_data import linked_data_context, rdf_response, rdf_wanted, sparql_routes
 from exchange.http.negotiation import preferred
 from exchange.http.pages import PageCache
 from exchange.http.problems import problem_middleware
@@ -286,10 +287,17 @@ async def list_objects(request: web.Request) -> web.Response:
         after=request.query.get("after"),
         limit=limit,
     )
-    result: dict[str, Any] = {"items": [_object_item(r) for r in page.items], "next": None}
+    next_url = None
     if page.next_after is not None:
         query = {**request.query, "after": page.next_after}
-        result["next"] = f"{node.base_url}/objects?{urlencode(query)}"
+        next_url = f"{node.base_url}/objects?{urlencode(query)}"
+    media_type = rdf_wanted(request)
+    if media_type is not None:  # the page as RDF; the next page in a Link header
+        response = await rdf_response(request, page.items, media_type)
+        if next_url is not None:
+            response.headers["Link"] = f'<{next_url}>; rel="next"'
+        return response
+    result = {"items": [_object_item(r) for r in page.items], "next": next_url}
     return _json_response(result)
 
 
@@ -299,6 +307,9 @@ async def get_object(request: web.Request) -> web.Response:
     record = await node.store.get_object(object_id)
     if record is None:
         raise NotFound(f"no object {object_id}")
+    media_type = rdf_wanted(request)
+    if media_type is not None:
+        return await rdf_response(request, [record], media_type, single=True)
     entries = await node.store.entries(record.seq, record.seq + 1)
     return _cached_or_revalidate(
         request, entries[0], feed.etag(entries[0]), "no-cache", ACTIVITY_JSON
@@ -526,6 +537,7 @@ def node_routes(prefix: str) -> list[web.RouteDef]:
         web.delete(f"{p}/admin/objects/{{slug}}", admin_delete),
         web.post(f"{p}/admin/erasures", admin_erase),
         web.post(f"{p}/inbox", inbox),
+        *sparql_routes(p),
     ]
 
 
@@ -575,6 +587,7 @@ def create_app(settings: Settings, *, run_background: bool = True) -> web.Applic
         async with (
             open_node(settings) as node,
             fetcher(node.key, signing_keys=node.signing_keys) as client,
+            linked_data_context(app, node, run_background=run_background),
         ):
             app[NODE] = node
             # Pages an erasure touched while no server ran (or during a crash) leave the disk.

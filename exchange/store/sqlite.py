@@ -153,6 +153,13 @@ MIGRATIONS: tuple[Migration, ...] = (
     );
     """,
     _migration_3,
+    # The RDF view follows the objects table: every write of an object row takes the next
+    # value of a change counter, in the same transaction (see _put_objects).
+    """
+    ALTER TABLE objects ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
+    UPDATE objects SET changed = rowid;
+    CREATE INDEX objects_by_change ON objects (changed);
+    """,
 )
 
 
@@ -162,11 +169,11 @@ def _record(row: Sequence[Any]) -> ObjectRecord:
 
 
 _PUT_OBJECT = (
-    "INSERT INTO objects (id, origin, type, version, deleted, seq, body)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO objects (id, origin, type, version, deleted, seq, body, changed)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (id) DO UPDATE SET origin = excluded.origin, type = excluded.type,"
     " version = excluded.version, deleted = excluded.deleted, seq = excluded.seq,"
-    " body = excluded.body"
+    " body = excluded.body, changed = excluded.changed"
 )
 
 
@@ -184,7 +191,15 @@ def _object_row(record: ObjectRecord) -> tuple[Any, ...]:
 
 
 def _put_objects(connection: sqlite3.Connection, records: Sequence[ObjectRecord]) -> None:
-    connection.executemany(_PUT_OBJECT, [_object_row(record) for record in records])
+    """Write object rows, each with the next value of the change counter (the RDF view
+    applies the rows whose counter passed the one it reached)."""
+    if not records:
+        return
+    (last,) = connection.execute("SELECT COALESCE(MAX(changed), 0) FROM objects").fetchone()
+    connection.executemany(
+        _PUT_OBJECT,
+        [(*_object_row(record), last + n) for n, record in enumerate(records, start=1)],
+    )
 
 
 def _get_object(connection: sqlite3.Connection, object_id: str) -> ObjectRecord | None:
@@ -239,6 +254,8 @@ class SQLiteStore:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._connection: sqlite3.Connection | None = None
+        #: Called (on the event loop) after every append or merge: wakes the RDF view.
+        self.on_change: Callable[[], None] | None = None
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -329,7 +346,10 @@ class SQLiteStore:
                 _scrub(connection)
             return result
 
-        return await self._run(work)
+        result = await self._run(work)
+        if self.on_change is not None and (result.append.objects or result.append.redactions):
+            self.on_change()
+        return result
 
     @staticmethod
     def _append(
@@ -507,6 +527,29 @@ class SQLiteStore:
 
         return await self._run(work)
 
+    async def last_change(self) -> int:
+        """The change counter of the object row written last (0: none yet)."""
+
+        def work(connection: sqlite3.Connection) -> int:
+            row = connection.execute("SELECT COALESCE(MAX(changed), 0) FROM objects").fetchone()
+            return int(row[0])
+
+        return await self._run(work)
+
+    async def changed_objects(self, after: int, limit: int) -> list[tuple[int, ObjectRecord]]:
+        """Object rows (every type, deleted ones too) whose change counter is above
+        ``after``, in counter order, each with its counter."""
+
+        def work(connection: sqlite3.Connection) -> list[tuple[int, ObjectRecord]]:
+            rows = connection.execute(
+                "SELECT changed, id, origin, type, version, deleted, seq, body FROM objects"
+                " WHERE changed > ? ORDER BY changed LIMIT ?",
+                (after, limit),
+            ).fetchall()
+            return [(int(row[0]), _record(row[1:])) for row in rows]
+
+        return await self._run(work)
+
     # --- federation: partners, origins, merged entries, rejections, deliveries -----------
 
     async def put_partner(self, partner: Partner) -> None:
@@ -586,7 +629,10 @@ class SQLiteStore:
                 _scrub(connection)
             return write
 
-        return await self._run(work)
+        write = await self._run(work)
+        if self.on_change is not None and write.objects:
+            self.on_change()
+        return write
 
     async def add_rejections(self, rejections: Sequence[Rejection]) -> None:
         def work(connection: sqlite3.Connection) -> None:
