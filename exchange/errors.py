@@ -24,6 +24,7 @@
     │   ├── KeyChangeRefused           a rotation or revocation the key state forbids (409)
     │   └── QueryRefused               a SPARQL request the endpoint does not run (400)
     ├── QueryTimeout                   a SPARQL query ran past its time limit, or no slot (503)
+    ├── ViewBuilding                   the RDF view is still being built at start (503)
     ├── FetchError                     a partner unreachable or answering an error: retryable
     ├── StoreError                     the store is unusable (503)
     └── ResourceMissing                a shipped schema, context or vocabulary file is not found
@@ -66,6 +67,7 @@ __all__ = [
     "StoreError",
     "Unauthorized",
     "UsageError",
+    "ViewBuilding",
 ]
 
 PROBLEM_BASE = "https://w3id.org/exchange/problems/"
@@ -314,5 +316,14 @@ class QueryTimeout(ExchangeError):
 
     problem = "sparql-timeout"
     title = "SPARQL query timed out"
+    status = 503
+    exit_code = 1
+
+
+class ViewBuilding(ExchangeError):
+    """The RDF view is still being built from the objects table (after a start)."""
+
+    problem = "sparql-unavailable"
+    title = "The RDF view is being built"
     status = 503
     exit_code = 1

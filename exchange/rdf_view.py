@@ -1,4 +1,4 @@
-"""The RDF view of the merged store: an Oxigraph store on disk under ``{home}/rdf/``.
+"""The RDF view of the merged store: an Oxigraph store held in memory.
 
 Each content object (own or merged) is the named graph of its own IRI, so that an update
 replaces it and a delete or an erasure removes it as a unit; a deleted object leaves a
@@ -8,12 +8,13 @@ is the named graph of its base URL: ``as:Service``, ``exv:country``, ``as:name``
 The view follows the objects table, off the ingest path: every write of an object row
 takes the next value of a change counter in the same transaction (store migration 4), and
 :func:`catch_up` applies the rows past the counter the view reached, in batches, from a
-background task of the server. The counter the view reached is kept beside the store
-(``applied.json``), written after the store is flushed; re-applying a row is harmless
-(its graph is replaced). A missing or foreign view is rebuilt from the objects table.
+background task of the server. At start the view is built from the objects table.
 
-After a batch that removed an object's content, the store is flushed and compacted, so
-that no file under ``{home}/rdf/`` keeps the erased content.
+Why in memory and not on disk: Oxigraph's disk store (RocksDB) never deletes the strings
+it has stored (literals longer than a few bytes live in a string table that removing
+quads does not touch; compaction keeps them), so an erased name would stay in the files
+under the node's home. The objects table is the durable state; the view is derived from
+it, and a view that lives in the process leaves nothing behind (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -21,13 +22,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import shutil
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
@@ -60,7 +57,6 @@ __all__ = [
 _log = logging.getLogger(__name__)
 #: Object rows applied per batch (one store transaction each).
 BATCH = 1000
-_STATE = "applied.json"
 _CHECK_EVERY = 64  # solutions between two looks at the clock
 
 
@@ -101,74 +97,34 @@ def _bodies(records: Sequence[ObjectRecord]) -> list[Mapping[str, Any]]:
     return bodies
 
 
-@dataclass(frozen=True, slots=True)
-class _State:
-    applied: int
-    nodes: str
-
-
 class RdfView:
-    """The Oxigraph store of the merged view. ``directory`` None: in memory.
+    """The Oxigraph store of the merged view, in memory.
 
     Writes run on one thread (``writer``); queries each on a daemon thread of their own, at
     most ``query_workers`` at once (:class:`exchange.http.linked_data.LinkedData` counts
     them). Oxigraph releases the GIL while it evaluates, so the event loop keeps serving.
     """
 
-    def __init__(self, directory: Path | None, *, query_workers: int = 2) -> None:
-        self.directory = directory
+    def __init__(self, *, query_workers: int = 2) -> None:
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rdf-write")
         self.query_workers = query_workers
-        self._state = _State(0, "")
-        self.store = self._open()
-        self._erased = False
-
-    # --- opening and state -------------------------------------------------------------
+        self.store = ox.Store()
+        self._applied = 0
+        self._nodes = ""
 
     @property
     def applied(self) -> int:
         """The change counter of the last object row the view holds."""
-        return self._state.applied
-
-    def _open(self) -> ox.Store:
-        if self.directory is None:
-            return ox.Store()
-        store_dir = self.directory / "store"
-        state_file = self.directory / _STATE
-        if state_file.is_file():
-            data = json.loads(state_file.read_text())
-            self._state = _State(int(data["applied"]), str(data.get("nodes", "")))
-        elif store_dir.exists():  # a store whose progress is unknown: rebuild it
-            shutil.rmtree(store_dir)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        return ox.Store(str(store_dir))
+        return self._applied
 
     def reset(self) -> None:
-        """Drop everything: the view is rebuilt from the objects table (the objects table
-        was replaced, e.g. restored from a backup)."""
+        """Drop everything: the view is built again from the objects table."""
         self.store.clear()
-        self._state = _State(0, "")
-        self._erased = True
-        self.commit()
-
-    def commit(self) -> None:
-        """Make what was applied durable, then record how far it got."""
-        if self.directory is None:
-            return
-        self.store.flush()
-        if self._erased:
-            self.store.optimize()  # compaction: removed content leaves the files
-            self._erased = False
-        state_file = self.directory / _STATE
-        temporary = state_file.with_suffix(".tmp")
-        with open(temporary, "wb") as out:
-            out.write(orjson.dumps({"applied": self._state.applied, "nodes": self._state.nodes}))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, state_file)
+        self._applied = 0
+        self._nodes = ""
 
     def close(self) -> None:
-        """Stop writing. A query still running keeps the store open until it ends."""
+        """Stop writing. A query still running keeps the store until it ends."""
         self.writer.shutdown(wait=True)
 
     # --- writes (on the writer thread) -------------------------------------------------
@@ -178,13 +134,13 @@ class RdfView:
         fingerprint = orjson.dumps(
             [[n.base_url, n.country, sorted(n.names.items())] for n in nodes]
         ).decode()
-        if fingerprint == self._state.nodes:
+        if fingerprint == self._nodes:
             return False
-        old = json.loads(self._state.nodes) if self._state.nodes else []
+        old = json.loads(self._nodes) if self._nodes else []
         for base_url, *_ in old:
             self.store.remove_graph(ox.NamedNode(base_url))
         self.store.extend(node_quads(nodes))
-        self._state = _State(self._state.applied, fingerprint)
+        self._nodes = fingerprint
         return True
 
     def apply(self, changes: Sequence[tuple[int, ObjectRecord]]) -> None:
@@ -197,17 +153,14 @@ class RdfView:
         for _, record in changes:
             latest[record.id] = record
         records = [r for r in latest.values() if r.type in CONTENT_TYPES]
-        if self._state.applied == 0:  # an empty view (first start, rebuild): load at speed
+        if self._applied == 0:  # an empty view (at start): load at speed
             self._load(_bodies(records))
         else:
             self._replace(records)
-        self._state = _State(changes[-1][0], self._state.nodes)
+        self._applied = changes[-1][0]
 
     def _replace(self, records: Sequence[ObjectRecord]) -> None:
         """One SPARQL update: drop each record's graph, insert its current quads."""
-        for record in records:
-            if record.deleted and self.store.contains_named_graph(ox.NamedNode(record.id)):
-                self._erased = True  # content leaves the store: compact at the next commit
         graphs: dict[str, list[str]] = {}
         for quad in quads_of(records):
             graphs.setdefault(str(quad.graph_name), []).append(
@@ -321,7 +274,7 @@ async def catch_up(store: Any, view: RdfView, nodes: Sequence[NodeFacts]) -> int
     if last < view.applied:  # the objects table is not the one the view was built from
         _log.warning("the RDF view is ahead of the store (%d > %d): rebuilding", view.applied, last)
         await loop.run_in_executor(view.writer, view.reset)
-    changed = await loop.run_in_executor(view.writer, view.set_nodes, nodes)
+    await loop.run_in_executor(view.writer, view.set_nodes, nodes)
     applied = 0
     while True:
         changes = await store.changed_objects(view.applied, BATCH)
@@ -329,8 +282,6 @@ async def catch_up(store: Any, view: RdfView, nodes: Sequence[NodeFacts]) -> int
             break
         await loop.run_in_executor(view.writer, view.apply, changes)
         applied += len(changes)
-    if applied or changed:
-        await loop.run_in_executor(view.writer, view.commit)
     return applied
 
 

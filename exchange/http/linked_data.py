@@ -25,7 +25,7 @@ import pyoxigraph as ox
 from aiohttp import web
 
 from exchange.entries import ObjectRecord
-from exchange.errors import BadRequest, QueryRefused, QueryTimeout
+from exchange.errors import BadRequest, QueryRefused, QueryTimeout, ViewBuilding
 from exchange.federation import run_periodically
 from exchange.http.negotiation import preferred
 from exchange.node import Node
@@ -67,6 +67,8 @@ class LinkedData:
         self.wake = asyncio.Event()
         self.slots = asyncio.Semaphore(view.query_workers)
         self._catching_up = asyncio.Lock()
+        #: False until the view was first built from the objects table.
+        self.built = False
 
     async def catch_up(self) -> int:
         """Apply what changed since the view's counter (also callable from tests)."""
@@ -79,10 +81,17 @@ class LinkedData:
                 settings.name,
                 await self.node.store.list_partners(),
             )
-            return await catch_up(self.node.store, self.view, nodes)
+            applied = await catch_up(self.node.store, self.view, nodes)
+            self.built = True
+            return applied
 
     async def query(self, text: str, **graphs: Sequence[str]) -> Answer:
         """Run a query on a reader thread, within the node's time and result limits."""
+        if not self.built:
+            raise ViewBuilding(
+                f"the RDF view is being built from the objects table ({self.view.applied} "
+                "object rows so far); retry in a few seconds"
+            )
         settings = self.node.settings
         timeout = settings.sparql_timeout_s
         deadline = time.monotonic() + timeout
@@ -147,10 +156,11 @@ LINKED_DATA = web.AppKey("linked_data", LinkedData)
 async def linked_data_context(
     app: web.Application, node: Node, *, run_background: bool
 ) -> AsyncIterator[LinkedData]:
-    """Open the RDF view under ``{home}/rdf/`` and, with ``run_background``, follow the
-    store from a background task woken by every append or merge of this process."""
+    """Build the RDF view and, with ``run_background``, follow the store from a background
+    task (woken by every append or merge of this process, and every second for writes of
+    another process on the same home)."""
     loop = asyncio.get_running_loop()
-    view = await loop.run_in_executor(None, RdfView, node.settings.home / "rdf")
+    view = RdfView()
     linked = LinkedData(node, view)
     app[LINKED_DATA] = linked
     task = None
