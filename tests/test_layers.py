@@ -28,6 +28,7 @@ CORE = [
     "proof",
     "rdf",
     "schema",
+    "sparql",
     "timestamps",
 ]
 SHELL_MODULES = {
@@ -41,6 +42,7 @@ SHELL_MODULES = {
     "exchange.federation",
     "exchange.node",
     "exchange.operator",
+    "exchange.rdf_view",
     "exchange.http",
     "exchange.store.sqlite",
 }
