@@ -1,4 +1,5 @@
-"""``exchange`` commands of auditors: audit (a live node or a bundle) and export --bundle."""
+"""``exchange`` commands of auditors: audit (a live node or a bundle), export --bundle, and
+export --format (the merged view as RDF)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -21,7 +22,10 @@ from exchange.auditor import (
     read_trusted_checkpoints,
 )
 from exchange.cli_node import settings_from
+from exchange.config import Settings
 from exchange.errors import ExchangeError, UsageError
+from exchange.rdf_view import EXPORT_FORMATS, export_view, node_facts
+from exchange.store.sqlite import SQLiteStore
 
 __all__ = ["add_audit_commands", "format_report"]
 
@@ -109,14 +113,52 @@ def format_report(report: AuditReport) -> str:
 
 
 def _export(args: argparse.Namespace) -> int:
-    if not args.bundle:
-        raise UsageError("say where to write the bundle: exchange export --bundle FILE")
+    if bool(args.bundle) == bool(args.format):
+        raise UsageError(
+            "give exactly one of --bundle FILE (an audit bundle) and --format "
+            f"{'|'.join(EXPORT_FORMATS)} (the merged view as RDF)"
+        )
     settings = settings_from(args)
+    if args.format:
+        return _export_rdf(settings, args.format, args.out, force=args.force)
+    if args.out:
+        raise UsageError("--out goes with --format; a bundle is written to --bundle FILE")
     summary = asyncio.run(export_bundle(settings, Path(args.bundle), force=args.force))
     print(
         f"wrote {summary.path}: {summary.size} entries, {summary.checkpoints} checkpoints, "
         f"{summary.bytes_written} bytes"
     )
+    return 0
+
+
+def _export_rdf(settings: Settings, format_name: str, out: str | None, *, force: bool) -> int:
+    """The whole merged view as RDF, to ``out`` or standard output."""
+
+    async def run(stream: BinaryIO) -> int:
+        store = SQLiteStore(settings.database)
+        await store.open()
+        try:
+            nodes = node_facts(
+                settings.base_url,
+                settings.country,
+                settings.language,
+                settings.name,
+                await store.list_partners(),
+            )
+            return await export_view(store, nodes, format_name, stream)
+        finally:
+            await store.close()
+
+    if out is None:
+        asyncio.run(run(sys.stdout.buffer))
+        sys.stdout.buffer.flush()
+        return 0
+    path = Path(out)
+    if path.exists() and not force:
+        raise UsageError(f"{path} exists; give --force to overwrite it")
+    with open(path, "wb") as stream:
+        count = asyncio.run(run(stream))
+    print(f"wrote {path}: {count} objects as {format_name}", file=sys.stderr)
     return 0
 
 
@@ -159,10 +201,19 @@ def add_audit_commands(
     export = commands.add_parser(
         "export",
         parents=[home],
-        help="write an offline audit bundle of this node",
+        help="write an offline audit bundle, or the merged view as RDF",
         formatter_class=formatter,
-        epilog="Example:\n  exchange export --bundle node.bundle.gz",
+        epilog=(
+            "Examples:\n  exchange export --bundle node.bundle.gz\n"
+            "  exchange export --format turtle --out merged.ttl"
+        ),
     )
     export.add_argument("--bundle", metavar="FILE", help="the bundle to write (.gz: compressed)")
+    export.add_argument(
+        "--format",
+        choices=list(EXPORT_FORMATS),
+        help="write every object, own and merged, and the origin nodes as RDF",
+    )
+    export.add_argument("--out", metavar="FILE", help="with --format: the file (default: stdout)")
     export.add_argument("--force", action="store_true", help="overwrite an existing file")
     export.set_defaults(run=_export)

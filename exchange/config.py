@@ -87,6 +87,10 @@ class Settings:
     #: Also fetch the node documents of strangers on private or loopback addresses
     #: (development and tests only: it opens the inbox to SSRF against the local network).
     unsafe_private_follow_requests: bool = False
+    #: SPARQL: a query running longer is answered 503 (problem sparql-timeout).
+    sparql_timeout_s: float = 5.0
+    #: SPARQL: a query with more solutions (or triples) is refused, 400 (sparql-refused).
+    sparql_max_results: int = 10_000
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -156,6 +160,8 @@ def load_settings(home: Path, environ: Mapping[str, str]) -> Settings:
         open_follow_requests=bool(data.get("federation", {}).get("open_follow_requests", False)),
         verify_workers=int(data.get("federation", {}).get("verify_workers", os.cpu_count() or 1)),
         gossip_interval_s=_seconds(data.get("federation", {}).get("gossip_interval_s", 300.0)),
+        sparql_timeout_s=_seconds(data.get("sparql", {}).get("timeout_s", 5.0)),
+        sparql_max_results=_count(data.get("sparql", {}).get("max_results", 10_000)),
     )
     overrides: dict[str, Any] = {}
     if "EXCHANGE_HOST" in environ:
@@ -168,6 +174,10 @@ def load_settings(home: Path, environ: Mapping[str, str]) -> Settings:
         overrides["gossip_interval_s"] = _seconds(environ["EXCHANGE_GOSSIP_INTERVAL_S"])
     if "EXCHANGE_SYNC_INTERVAL_S" in environ:
         overrides["sync_interval_s"] = _seconds(environ["EXCHANGE_SYNC_INTERVAL_S"])
+    if "EXCHANGE_SPARQL_TIMEOUT_S" in environ:
+        overrides["sparql_timeout_s"] = _seconds(environ["EXCHANGE_SPARQL_TIMEOUT_S"])
+    if "EXCHANGE_SPARQL_MAX_RESULTS" in environ:
+        overrides["sparql_max_results"] = _count(environ["EXCHANGE_SPARQL_MAX_RESULTS"])
     if "EXCHANGE_PERSONAL_DATA" in environ:
         overrides["personal_data"] = environ["EXCHANGE_PERSONAL_DATA"]
     settings = replace(settings, **overrides)
@@ -178,6 +188,13 @@ def load_settings(home: Path, environ: Mapping[str, str]) -> Settings:
 def _port(text: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise UsageError(f"port {text!r} is not a TCP port number")
+    return int(text)
+
+
+def _count(value: object) -> int:
+    text = str(value)
+    if not text.isdigit() or not 0 < int(text) <= 10_000_000:
+        raise UsageError(f"{value!r} is not a count between 1 and 10000000")
     return int(text)
 
 
@@ -201,6 +218,8 @@ def check_settings(settings: Settings) -> None:
         raise UsageError("gossip_interval_s must be a non-negative number of seconds")
     if not 0 < settings.sync_interval_s < float("inf"):
         raise UsageError("sync_interval_s must be a positive number of seconds")
+    if not 0 < settings.sparql_timeout_s < float("inf"):
+        raise UsageError("sparql_timeout_s must be a positive number of seconds")
     if not 1 <= settings.page_size <= 1000:
         raise UsageError("page_size must lie between 1 and 1000")
     if len(settings.country) != 2 or not settings.country.isupper():

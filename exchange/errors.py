@@ -22,7 +22,10 @@
     │   ├── Unauthorized               the operator token is missing or wrong (401)
     │   ├── Forbidden                  a keyid that is no partner's (403)
     │   ├── NotFound                   an unknown resource (404)
-    │   └── KeyChangeRefused           a rotation or revocation the key state forbids (409)
+    │   ├── KeyChangeRefused           a rotation or revocation the key state forbids (409)
+    │   └── QueryRefused               a SPARQL request the endpoint does not run (400)
+    ├── QueryTimeout                   a SPARQL query ran past its time limit, or no slot (503)
+    ├── ViewBuilding                   the RDF view is still being built at start (503)
     ├── FetchError                     a partner unreachable or answering an error: retryable
     ├── StoreError                     the store is unusable (503)
     └── ResourceMissing                a shipped schema, context or vocabulary file is not found
@@ -57,6 +60,8 @@ __all__ = [
     "ObjectRevived",
     "OriginError",
     "ProofError",
+    "QueryRefused",
+    "QueryTimeout",
     "ResourceMissing",
     "Rollback",
     "SchemaError",
@@ -64,6 +69,7 @@ __all__ = [
     "StoreError",
     "Unauthorized",
     "UsageError",
+    "ViewBuilding",
 ]
 
 PROBLEM_BASE = "https://w3id.org/exchange/problems/"
@@ -310,3 +316,31 @@ class KeyChangeRefused(UsageError):
     problem = "key-change-refused"
     title = "Key change refused"
     status = 409
+
+
+class QueryRefused(UsageError):
+    """A SPARQL request the read-only endpoint does not run: a syntax error, an update,
+    ``SERVICE`` or ``LOAD``, or more results than the node's limit."""
+
+    problem = "sparql-refused"
+    title = "SPARQL query refused"
+    status = 400
+
+
+class QueryTimeout(ExchangeError):
+    """A SPARQL query ran past the node's time limit, or every query slot stayed busy for
+    that long; retrying later, or a narrower query, may succeed."""
+
+    problem = "sparql-timeout"
+    title = "SPARQL query timed out"
+    status = 503
+    exit_code = 1
+
+
+class ViewBuilding(ExchangeError):
+    """The RDF view is still being built from the objects table (after a start)."""
+
+    problem = "sparql-unavailable"
+    title = "The RDF view is being built"
+    status = 503
+    exit_code = 1

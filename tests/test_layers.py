@@ -29,6 +29,7 @@ CORE = [
     "query",
     "rdf",
     "schema",
+    "sparql",
     "timestamps",
 ]
 SHELL_MODULES = {
@@ -42,6 +43,7 @@ SHELL_MODULES = {
     "exchange.federation",
     "exchange.node",
     "exchange.operator",
+    "exchange.rdf_view",
     "exchange.http",
     "exchange.store.sqlite",
 }

@@ -14,7 +14,7 @@ import html
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -24,7 +24,7 @@ from aiohttp import web
 from exchange import feed, gossip, merkle
 from exchange.canonical import parse
 from exchange.config import Settings
-from exchange.entries import check_reason, object_iri
+from exchange.entries import ObjectRecord, check_reason, object_iri
 from exchange.errors import (
     BadRequest,
     Forbidden,
@@ -35,6 +35,7 @@ from exchange.errors import (
 from exchange.federation import Federation, run_periodically, verifier_pool
 from exchange.http.client import fetcher
 from exchange.http.dashboard import Dashboard
+from exchange.http.linked_data import linked_data_context, rdf_response, rdf_wanted, sparql_routes
 from exchange.http.negotiation import preferred
 from exchange.http.openapi import openapi_document
 from exchange.http.pages import PageCache
@@ -45,7 +46,7 @@ from exchange.merge import keyring_from_node_document
 from exchange.node import Node, NotFound, open_node
 from exchange.origins import is_under
 from exchange.partners import Partner
-from exchange.query import encode_cursor, item_bytes, listing_bytes, parse_query
+from exchange.query import StoredObject, encode_cursor, item_bytes, listing_bytes, parse_query
 from exchange.resources import CONTEXT_IRIS, data_dir, read_json
 from exchange.schema import schema_document
 
@@ -235,6 +236,12 @@ async def consistency_proof(request: web.Request) -> web.Response:
 # --- objects -----------------------------------------------------------------------------
 
 
+def _records(items: Sequence[StoredObject]) -> list[ObjectRecord]:
+    return [
+        ObjectRecord(i.id, i.origin, i.type, i.version, i.deleted, i.seq, i.body) for i in items
+    ]
+
+
 async def list_objects(request: web.Request) -> web.Response:
     """``GET B/objects``: own and merged objects, filtered, in change order (query.py)."""
     node = _node(request)
@@ -246,6 +253,12 @@ async def list_objects(request: web.Request) -> web.Response:
         following = f"{node.base_url}/objects?" + urlencode(
             [*kept, ("after", encode_cursor(page.next_after))]
         )
+    media_type = rdf_wanted(request)
+    if media_type is not None:  # the page as RDF; the next page in a Link header
+        response = await rdf_response(request, _records(page.items), media_type)
+        if following is not None:
+            response.headers["Link"] = f'<{following}>; rel="next"'
+        return response
     body = listing_bytes(page.items, following, base_url=node.base_url, countries=countries)
     return web.Response(body=body, content_type="application/json")
 
@@ -262,6 +275,9 @@ async def object_by_id(request: web.Request) -> web.Response:
     stored = await node.store.get_stored(ids[0])
     if stored is None:
         raise NotFound(f"this node holds no object {ids[0]}")
+    media_type = rdf_wanted(request)
+    if media_type is not None:
+        return await rdf_response(request, _records([stored]), media_type, single=True)
     body = item_bytes(stored, base_url=node.base_url, countries=await node.countries())
     return web.Response(body=body, content_type="application/json")
 
@@ -272,6 +288,9 @@ async def get_object(request: web.Request) -> web.Response:
     record = await node.store.get_object(object_id)
     if record is None:
         raise NotFound(f"no object {object_id}")
+    media_type = rdf_wanted(request)
+    if media_type is not None:
+        return await rdf_response(request, [record], media_type, single=True)
     entries = await node.store.entries(record.seq, record.seq + 1)
     return _cached_or_revalidate(
         request, entries[0], feed.etag(entries[0]), "no-cache", ACTIVITY_JSON
@@ -508,6 +527,7 @@ def node_routes(prefix: str) -> list[web.RouteDef]:
         web.post(f"{p}/inbox", inbox),
         *Portal(NODE).routes(p),
         *Dashboard(NODE, FEDERATION).routes(p),
+        *sparql_routes(p),
     ]
 
 
@@ -557,6 +577,7 @@ def create_app(settings: Settings, *, run_background: bool = True) -> web.Applic
         async with (
             open_node(settings) as node,
             fetcher(node.key, signing_keys=node.signing_keys) as client,
+            linked_data_context(app, node, run_background=run_background),
         ):
             app[NODE] = node
             # Pages an erasure touched while no server ran (or during a crash) leave the disk.

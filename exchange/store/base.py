@@ -154,6 +154,18 @@ class Store(Protocol):
 
     async def get_object(self, object_id: str) -> ObjectRecord | None: ...
 
+    #: Called on the event loop after every append or merge that wrote object rows.
+    on_change: Callable[[], None] | None
+
+    async def last_change(self) -> int:
+        """The change counter of the object row written last (0: none yet)."""
+        ...
+
+    async def changed_objects(self, after: int, limit: int) -> list[tuple[int, ObjectRecord]]:
+        """Object rows of every type, deleted ones too, whose change counter is above
+        ``after``, in counter order, each with its counter (the RDF view follows them)."""
+        ...
+
     async def list_objects(
         self, *, origin: str | None, type_name: str | None, after: str | None, limit: int
     ) -> ObjectPage:

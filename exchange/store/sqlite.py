@@ -442,6 +442,8 @@ class SQLiteStore:
         self._fts = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._connection: sqlite3.Connection | None = None
+        #: Called (on the event loop) after every append or merge: wakes the RDF view.
+        self.on_change: Callable[[], None] | None = None
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -537,7 +539,10 @@ class SQLiteStore:
                 _scrub(connection)
             return result
 
-        return await self._run(work)
+        result = await self._run(work)
+        if self.on_change is not None and (result.append.objects or result.append.redactions):
+            self.on_change()
+        return result
 
     @staticmethod
     def _append(
@@ -742,6 +747,29 @@ class SQLiteStore:
 
         return await self._run(work)
 
+    async def last_change(self) -> int:
+        """The change number of the object row written last (0: none yet)."""
+
+        def work(connection: sqlite3.Connection) -> int:
+            row = connection.execute("SELECT COALESCE(MAX(change), 0) FROM objects").fetchone()
+            return int(row[0])
+
+        return await self._run(work)
+
+    async def changed_objects(self, after: int, limit: int) -> list[tuple[int, ObjectRecord]]:
+        """Object rows (every type, deleted ones too) whose change number is above
+        ``after``, in change order, each with its number (the RDF view follows them)."""
+
+        def work(connection: sqlite3.Connection) -> list[tuple[int, ObjectRecord]]:
+            rows = connection.execute(
+                "SELECT change, id, origin, type, version, deleted, seq, body FROM objects"
+                " WHERE change > ? ORDER BY change LIMIT ?",
+                (after, limit),
+            ).fetchall()
+            return [(int(row[0]), _record(row[1:])) for row in rows]
+
+        return await self._run(work)
+
     # --- federation: partners, origins, merged entries, rejections, deliveries -----------
 
     async def put_partner(self, partner: Partner) -> None:
@@ -822,7 +850,10 @@ class SQLiteStore:
                 _scrub(connection)
             return write
 
-        return await self._run(work)
+        write = await self._run(work)
+        if self.on_change is not None and write.objects:
+            self.on_change()
+        return write
 
     async def add_rejections(self, rejections: Sequence[Rejection]) -> None:
         def work(connection: sqlite3.Connection) -> None:
