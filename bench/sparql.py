@@ -13,7 +13,8 @@ loopback port and measures:
   on the view's store (no HTTP, no serialization);
 - the same for a ``GET /checkpoint``, to show what HTTP alone costs here.
 
-Target: p95 under 500 ms at 100,000 objects. bench/query.py takes this over at the merge.
+Target: p95 under 500 ms at 100,000 objects. bench/query.py runs it after the /objects
+latencies, at the same size.
 
     python bench/sparql.py            # 100,000 objects
     python bench/sparql.py --quick    # 5,000 objects, for CI

@@ -551,11 +551,163 @@ def _operations() -> dict[str, dict[str, Schema]]:
     }
 
 
+_HTML: Schema = {"type": "string"}
+_LANG = _query("lang", {"enum": ["nl", "en", "fr"]}, "the page language (kept in a cookie)")
+_SPARQL_RESULTS = {
+    "application/sparql-results+json": _JSON_OBJECT,
+    "application/sparql-results+xml": {"type": "string"},
+    "text/csv": {"type": "string"},
+    "text/tab-separated-values": {"type": "string"},
+    "text/turtle": {"type": "string"},
+    "application/n-triples": {"type": "string"},
+    LD_JSON: {},
+}
+
+
+def _page(operation_id: str, summary: str, parameters: list[Schema]) -> dict[str, Schema]:
+    """A server-rendered HTML page of the portal or the dashboard."""
+    return {
+        "get": {
+            "operationId": operation_id,
+            "summary": summary,
+            "parameters": [_LANG, *parameters],
+            "responses": {
+                "200": _ok("the page", {"text/html": _HTML}),
+                "400": _problem("a malformed query parameter"),
+                "404": {
+                    "description": "no such object",
+                    "content": {"text/html": {"schema": _HTML}},
+                },
+            },
+        }
+    }
+
+
+def _view_operations() -> dict[str, dict[str, Schema]]:
+    """The merged view for people (portal), for the operator (dashboard) and SPARQL."""
+    cursor = _query("after", {"type": "string", "maxLength": 200}, "the cursor of the next page")
+    page = _query("page", {"type": "integer", "minimum": 1}, "the page number")
+    login_form: Schema = {
+        "application/x-www-form-urlencoded": {
+            "schema": {"type": "object", "properties": {"token": {"type": "string"}}}
+        }
+    }
+    to_login: Schema = {"description": "not logged in: to the login form (303)"}
+    sparql_responses: dict[str, Schema] = {
+        "200": _ok("the results (SELECT, ASK) or the graph (CONSTRUCT, DESCRIBE)", _SPARQL_RESULTS),
+        "400": _problem("not a query, an update, SERVICE or LOAD, or too many results"),
+        "406": _problem("none of the offered result formats is acceptable"),
+        "415": _problem("a body that is neither a query nor a form"),
+        "503": _problem("the time limit passed, or the view is still being built"),
+    }
+    query = _query("query", {"type": "string"}, "a SPARQL 1.1 query", required=True)
+    return {
+        "/portal": _page("portalHome", "The portal: the newest content of all partners", []),
+        "/portal/cases": _page("portalCases", "Cases of this node and its partners", [cursor]),
+        "/portal/events": _page("portalEvents", "Events, upcoming first", [page]),
+        "/portal/practices": _page("portalPractices", "Best practices", [cursor]),
+        "/portal/object": _page(
+            "portalObject",
+            "One object, own or merged",
+            [_query("id", {"type": "string"}, "the object's IRI", required=True)],
+        ),
+        "/portal/about": _page("portalAbout", "About this node: keys, feed, checkpoint", []),
+        "/sparql": {
+            "get": {
+                "operationId": "sparqlGet",
+                "summary": "SPARQL 1.1 Protocol over the merged view, read-only",
+                "parameters": [query],
+                "responses": sparql_responses,
+            },
+            "post": {
+                "operationId": "sparqlPost",
+                "summary": "SPARQL 1.1 Protocol: a query in the body or a form",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/sparql-query": {"schema": {"type": "string"}},
+                        "application/x-www-form-urlencoded": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"query": {"type": "string"}},
+                            }
+                        },
+                    },
+                },
+                "responses": sparql_responses,
+            },
+        },
+        "/admin/login": {
+            "get": {
+                "operationId": "loginForm",
+                "summary": "The operator's login form",
+                "responses": {"200": _ok("the form", {"text/html": _HTML})},
+            },
+            "post": {
+                "operationId": "login",
+                "summary": "Log in with the operator token: a session cookie",
+                "requestBody": {"required": True, "content": login_form},
+                "responses": {
+                    "303": {"description": "logged in: to the dashboard"},
+                    "401": {
+                        "description": "a wrong token",
+                        "content": {"text/html": {"schema": _HTML}},
+                    },
+                },
+            },
+        },
+        "/admin/logout": {
+            "post": {
+                "operationId": "logout",
+                "summary": "End the session",
+                "responses": {"303": {"description": "to the login form"}},
+            }
+        },
+        "/admin/dashboard": {
+            "get": {
+                "operationId": "dashboard",
+                "summary": "Partners' health, rejections and equivocation alerts",
+                "security": [{"operatorToken": []}, {"session": []}],
+                "responses": {
+                    "200": _ok("the dashboard", {"text/html": _HTML}),
+                    "303": to_login,
+                    "401": _problem("a wrong bearer token"),
+                },
+            }
+        },
+        "/admin/publish": {
+            "get": {
+                "operationId": "publishForm",
+                "summary": "The publish form for a Case, Event or BestPractice",
+                "security": [{"operatorToken": []}, {"session": []}],
+                "parameters": [_query("type", {"type": "string"}, "the type to publish")],
+                "responses": {
+                    "200": _ok("the form", {"text/html": _HTML}),
+                    "303": to_login,
+                    "401": _problem("a wrong bearer token"),
+                },
+            },
+            "post": {
+                "operationId": "publishFromForm",
+                "summary": "Publish from the form; schema errors are shown next to the fields",
+                "security": [{"operatorToken": []}, {"session": []}],
+                "requestBody": {"required": True, "content": login_form},
+                "responses": {
+                    "200": _ok("the result, or the form with its errors", {"text/html": _HTML}),
+                    "303": to_login,
+                    "401": _problem("a wrong bearer token"),
+                    "403": _problem("the form's CSRF token is missing or wrong"),
+                },
+            },
+        },
+    }
+
+
 def openapi_document(base_url: str, path_prefix: str) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the node at ``base_url`` (served under ``path_prefix``)."""
     server = base_url[: len(base_url) - len(path_prefix)] if path_prefix else base_url
     paths: dict[str, Any] = {}
-    for path, operations in _operations().items():
+    for path, operations in {**_operations(), **_view_operations()}.items():
         if path == "/.well-known/exchange":
             paths[path] = operations
         elif path == "/":
@@ -582,6 +734,7 @@ def openapi_document(base_url: str, path_prefix: str) -> dict[str, Any]:
             },
             "securitySchemes": {
                 "operatorToken": {"type": "http", "scheme": "bearer"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "exchange_session"},
             },
         },
     }
