@@ -22,6 +22,7 @@ import signal
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from exchange.node import Node
 from exchange.operator import init_node, rebase_id
 from exchange.resources import data_dir
 
-__all__ = ["DEMO_NODES", "TOKEN_FILE", "DemoNode", "run_demo"]
+__all__ = ["DEMO_NODES", "TOKEN_FILE", "DemoNode", "run_demo", "scheduled_events"]
 
 #: The file in a demo node's home that holds its operator token.
 TOKEN_FILE = "operator-token"
@@ -78,6 +79,64 @@ DEMO_NODES = (
         ("case-doetank-kennisdeling-governance",),
     ),
 )
+
+
+def scheduled_events(base_url: str, now: datetime) -> list[dict[str, Any]]:
+    """The Flemish node's agenda, dated from ``now`` so that the demo always has a coming
+    event: the next meeting of the Belgian-Dutch do-tanks (the seed's cases) in 12 days,
+    and an open session of the learning track "Spring Uit De Band" in 50 days."""
+    brussels = timezone(timedelta(hours=1))
+
+    def at(days: int, hour: int) -> str:
+        day = (now + timedelta(days=days)).astimezone(brussels).date()
+        start = datetime(day.year, day.month, day.day, hour, 0, tzinfo=brussels)
+        return start.isoformat()
+
+    flemish = {
+        "type": "PublicOrganisation",
+        "nameMap": {"nl": "Vlaamse overheid", "en": "Flemish Government"},
+        "country": "BE",
+    }
+    return [
+        {
+            "id": f"{base_url}/objects/event-doetanks-vervolgoverleg",
+            "type": "Event",
+            "nameMap": {
+                "nl": "Doetanks België-Nederland: vervolgoverleg",
+                "en": "Belgian-Dutch do-tanks: follow-up meeting",
+            },
+            "summaryMap": {
+                "nl": "De drie doetanks bespreken de voortgang van hun cases met de "
+                "Europese Commissie.",
+                "en": "The three do-tanks discuss the progress of their cases with the "
+                "European Commission.",
+            },
+            "startTime": at(12, 14),
+            "location": {
+                "type": "Place",
+                "nameMap": {"nl": "Herman Teirlinckgebouw", "en": "Herman Teirlinck building"},
+                "address": {"type": "Address", "postName": "Brussel", "adminUnitL1": "BE"},
+            },
+            "organizer": [flemish],
+            "inLanguage": ["nl", "en"],
+        },
+        {
+            "id": f"{base_url}/objects/event-spring-uit-de-band-open-sessie",
+            "type": "Event",
+            "nameMap": {
+                "nl": "Spring Uit De Band: open sessie",
+                "en": "Spring Uit De Band: open session",
+            },
+            "startTime": at(50, 10),
+            "location": {
+                "type": "Place",
+                "nameMap": {"nl": "Boudewijngebouw", "en": "Boudewijn building"},
+                "address": {"type": "Address", "postName": "Brussel", "adminUnitL1": "BE"},
+            },
+            "organizer": [flemish],
+            "inLanguage": ["nl"],
+        },
+    ]
 
 
 def _example(name: str, base_url: str) -> dict[str, Any]:
@@ -184,11 +243,12 @@ async def run_demo(
             say(f"operator tokens: {root / '<nl|be|eu>' / TOKEN_FILE}")
             expected: dict[str, int] = {}
             for running in nodes:
-                drafts = [
-                    _example(name, running.settings.base_url) for name in running.spec.examples
-                ]
+                base_url = running.settings.base_url
+                drafts = [_example(name, base_url) for name in running.spec.examples]
+                if running.spec.country == "BE":
+                    drafts += scheduled_events(base_url, datetime.now(UTC))
                 await running.node.publish(drafts)
-                expected[running.settings.base_url] = len(running.spec.examples)
+                expected[base_url] = len(drafts)
             await _connect(nodes)
             await _wait_in_sync(nodes, expected, say, stop, sync_timeout_s)
             say("Open a node's URL in a browser, or: curl <url>/objects. Ctrl-C stops the demo.")

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import stat
 from pathlib import Path
+from typing import Any
+
+import aiohttp
 
 from exchange.config import load_settings
 from exchange.demo import DEMO_NODES, TOKEN_FILE, run_demo
 from exchange.node import token_digest
 from exchange.resources import data_dir
-from tests.nodes import free_ports
+from exchange.sparql import BELGIAN_EVENTS_NEXT_30_DAYS
+from tests.nodes import eventually, free_ports
 
 
 def test_every_example_is_published_by_exactly_one_demo_node() -> None:
@@ -34,7 +38,7 @@ async def test_demo_nodes_get_in_sync_and_stop(tmp_path: Path) -> None:
     base_port = free_ports(3)
     await asyncio.wait_for(run_demo(base_port, tmp_path / "demo", say=say, stop=stop), timeout=60)
     assert any(
-        line.startswith("in sync after") and "all 7 objects of the 3 nodes" in line
+        line.startswith("in sync after") and "all 9 objects of the 3 nodes" in line
         for line in lines
     )
     assert lines[-1] == "demo stopped"
@@ -71,3 +75,44 @@ async def test_demo_nodes_keep_their_operator_tokens(tmp_path: Path) -> None:
     assert {s.key: (root / s.key / TOKEN_FILE).read_text("utf-8").strip() for s in DEMO_NODES} == (
         tokens
     )
+
+
+async def test_sparql_finds_the_demos_belgian_events_of_the_next_30_days(tmp_path: Path) -> None:
+    """The issue's acceptance query, on the Dutch demo node: the Flemish node's follow-up
+    meeting in 12 days, not its session in 50 days, nor the Dutch event of 2023."""
+    stop = asyncio.Event()
+    ready = asyncio.Event()
+
+    def say(line: str) -> None:
+        if line.startswith("in sync after"):
+            ready.set()
+
+    base_port = free_ports(3)
+    demo = asyncio.create_task(run_demo(base_port, tmp_path / "demo", say=say, stop=stop))
+    try:
+        await asyncio.wait_for(ready.wait(), timeout=60)
+        dutch, flemish = (f"http://127.0.0.1:{base_port + n}" for n in (0, 1))
+        answers: list[dict[str, Any]] = []
+
+        async def answered() -> bool:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(
+                    f"{dutch}/sparql",
+                    params={"query": BELGIAN_EVENTS_NEXT_30_DAYS},
+                    headers={"Accept": "application/sparql-results+json"},
+                ) as response,
+            ):
+                if response.status != 200:
+                    return False
+                answers[:] = (await response.json())["results"]["bindings"]
+            return bool(answers)
+
+        await eventually(answered, timeout_s=30)
+        assert [a["event"]["value"] for a in answers] == [
+            f"{flemish}/objects/event-doetanks-vervolgoverleg"
+        ]
+        assert answers[0]["node"]["value"] == flemish
+    finally:
+        stop.set()
+        await asyncio.wait_for(demo, timeout=30)
