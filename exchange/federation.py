@@ -757,6 +757,9 @@ async def run_periodically(
         if wake is None:
             await asyncio.sleep(interval_s)
             continue
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+        # that arrives as the event is set, and the task then never stops (a hung shutdown).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=interval_s)
+            async with asyncio.timeout(interval_s):
+                await wake.wait()
         wake.clear()

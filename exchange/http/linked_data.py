@@ -95,8 +95,9 @@ class LinkedData:
         settings = self.node.settings
         timeout = settings.sparql_timeout_s
         deadline = time.monotonic() + timeout
-        try:
-            await asyncio.wait_for(self.slots.acquire(), timeout)
+        try:  # asyncio.timeout: wait_for on 3.11 may lose a cancellation or a slot
+            async with asyncio.timeout(timeout):
+                await self.slots.acquire()
         except TimeoutError:
             raise QueryTimeout(
                 f"every query slot stayed busy for {timeout:g} s; retry later"
@@ -110,8 +111,10 @@ class LinkedData:
         # that Oxigraph cannot interrupt (one long sort or aggregate) keeps its slot.
         future.add_done_callback(lambda _: self.slots.release())
         try:
-            remaining = max(0.0, deadline - time.monotonic())
-            return await asyncio.wait_for(asyncio.shield(future), remaining)
+            async with asyncio.timeout_at(
+                asyncio.get_running_loop().time() + max(0.0, deadline - time.monotonic())
+            ):
+                return await asyncio.shield(future)
         except TimeoutError:
             future.add_done_callback(_swallow)
             raise QueryTimeout(
