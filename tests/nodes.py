@@ -53,6 +53,16 @@ async def eventually(condition: Condition, timeout_s: float = 15.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def pin(subscriber: RunningNode, publisher: RunningNode) -> None:
+    """Pin the publisher's current node document, as 'exchange partner add --yes' does."""
+    from datetime import UTC, datetime
+
+    from exchange.federation import fetch_node_document, partner_from_document
+
+    document = await fetch_node_document(subscriber.federation.fetcher, publisher.base_url)
+    await subscriber.node.store.put_partner(partner_from_document(document, datetime.now(UTC)))
+
+
 def free_port() -> int:
     import socket
 

@@ -18,8 +18,7 @@ from exchange.node import token_digest
 from exchange.partners import OriginState, Rejection
 from exchange.store.base import MergeWrite
 from tests.html_hooks import hooks
-from tests.nodes import RunningNode, practice
-from tests.test_federation import eventually, pin
+from tests.nodes import RunningNode, eventually, pin, practice
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import os
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +24,13 @@ from aiohttp.test_utils import TestClient
 
 from exchange.canonical import canonicalize
 from exchange.cli import main
-from exchange.federation import fetch_node_document, partner_from_document
 from exchange.http.pages import PageCache
 from exchange.http.server import create_app
 from exchange.merkle import leaf_hash
 from exchange.operator import InitResult
 from exchange.store.sqlite import MIGRATIONS, SQLiteStore
 from tests import independent_verifier as iv
-from tests.nodes import PROJECT, RunningNode, eventually, make_node, practice
+from tests.nodes import PROJECT, RunningNode, eventually, make_node, pin, practice
 
 MARKER = "Zwaluwstaart-4471-persoonsgegeven"
 REASON = "Personal data of a civil servant, published without consent (GDPR art. 17)"
@@ -58,11 +56,6 @@ def holding(home: Path, marker: str = MARKER) -> list[str]:
         for path in home.rglob("*")
         if path.is_file() and needle in path.read_bytes()
     )
-
-
-async def pin(subscriber: RunningNode, publisher: RunningNode) -> None:
-    document = await fetch_node_document(subscriber.federation.fetcher, publisher.base_url)
-    await subscriber.node.store.put_partner(partner_from_document(document, datetime.now(UTC)))
 
 
 async def follow(subscriber: RunningNode, publisher: RunningNode) -> None:

@@ -11,17 +11,7 @@ from typing import Any
 import pytest
 
 from exchange.federation import partner_from_document
-from tests.nodes import RunningNode, eventually, example, practice
-
-
-async def pin(subscriber: RunningNode, publisher: RunningNode) -> None:
-    """Each node pins the other, as 'exchange partner add --yes' does."""
-    from exchange.federation import fetch_node_document
-
-    document = await fetch_node_document(subscriber.federation.fetcher, publisher.base_url)
-    from datetime import UTC, datetime
-
-    await subscriber.node.store.put_partner(partner_from_document(document, datetime.now(UTC)))
+from tests.nodes import RunningNode, eventually, example, pin, practice
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from exchange.checkpoint import NoteVerifier, open_note
 from exchange.cli import main
 from exchange.entries import build_entry, sign_entry
 from exchange.errors import CheckpointError, InvalidKey, KeyChangeRefused, NotFound, UsageError
-from exchange.federation import fetch_node_document, partner_from_document
 from exchange.httpsig import sign_request_by_keys, verify_request
 from exchange.key_lifecycle import next_key_name, revocation_time
 from exchange.keys import KeyPair, PublicKey
@@ -29,7 +28,7 @@ from exchange.proof import verify_document
 from exchange.store.base import Append, Transaction
 from exchange.timestamps import format_timestamp, parse_timestamp
 from tests.independent_verifier import audit_log
-from tests.nodes import RunningNode, eventually, make_node, practice
+from tests.nodes import RunningNode, eventually, make_node, pin, practice
 
 ACTIVITY_JSON = "application/activity+json"
 
@@ -72,13 +71,6 @@ def signature_lines(note: str) -> list[str]:
 
 def without_context(document: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in document.items() if name != "@context"}
-
-
-async def pin(subscriber: RunningNode, publisher: RunningNode) -> None:
-    """Pin the publisher's current node document, as 'exchange partner add --yes' does."""
-    document = await fetch_node_document(subscriber.federation.fetcher, publisher.base_url)
-    partner = partner_from_document(document, datetime.now(UTC))
-    await subscriber.node.store.put_partner(partner)
 
 
 async def objects_from(node: RunningNode, origin: str) -> list[str]:

@@ -17,8 +17,8 @@ import pytest
 from exchange.http.i18n import from_accept_language, pick
 from exchange.http.portal import PAGE_SIZE
 from tests.html_hooks import hooks
-from tests.nodes import RunningNode, example, practice
-from tests.test_federation import count_from, eventually, pin
+from tests.nodes import RunningNode, eventually, example, pin, practice
+from tests.test_federation import count_from
 
 #: A partner's name as its node document gives it (the schema lets no tag through there)...
 FLEMISH = 'Vlaamse "overheid" & partners < 2'

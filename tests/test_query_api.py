@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,28 +16,13 @@ import aiohttp
 import pytest
 
 from exchange.errors import InvalidParameter
-from exchange.federation import fetch_node_document, partner_from_document
 from exchange.query import decode_cursor, encode_cursor, languages, parse_query, search_text
 from exchange.store.sqlite import MIGRATIONS, SQLiteStore
-from tests.nodes import RunningNode, example, practice
+from tests.nodes import RunningNode, eventually, example, pin, practice
 
 PROBLEM = "application/problem+json"
-Condition = Callable[[], Awaitable[bool]]
 #: A word that occurs in no other object, with no prefix shared by another indexed word.
 RARE = "qxjwaluwstaartmerk"
-
-
-async def eventually(condition: Condition, timeout_s: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await condition():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail("the condition did not hold in time")
-        await asyncio.sleep(0.05)
-
-
-async def pin(subscriber: RunningNode, publisher: RunningNode) -> None:
-    document = await fetch_node_document(subscriber.federation.fetcher, publisher.base_url)
-    await subscriber.node.store.put_partner(partner_from_document(document, datetime.now(UTC)))
 
 
 def french_only(word: str = RARE) -> dict[str, Any]:

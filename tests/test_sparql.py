@@ -18,8 +18,7 @@ import pytest
 
 from exchange.http.linked_data import LINKED_DATA
 from exchange.sparql import BELGIAN_EVENTS_NEXT_30_DAYS
-from tests.nodes import PROJECT, RunningNode, practice
-from tests.test_federation import eventually, pin
+from tests.nodes import PROJECT, RunningNode, eventually, pin, practice
 
 JSON_RESULTS = "application/sparql-results+json"
 
