@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from exchange.audit import AuditReport
+from exchange.audit import FINDING_KINDS, AuditReport
 from exchange.auditor import (
     AuditUnavailable,
     audit_bundle,
@@ -176,7 +176,9 @@ def add_audit_commands(
             "Exit status: 0 clean, 1 findings, 2 the audit could not run."
         ),
         epilog=(
-            "Examples:\n  exchange audit https://samenwerken.example.nl/exchange\n"
+            "Findings:\n"
+            + "".join(f"  {kind:<24}{meaning}\n" for kind, meaning in FINDING_KINDS.items())
+            + "\nExamples:\n  exchange audit https://samenwerken.example.nl/exchange\n"
             "  exchange audit node.bundle.gz --json --trusted-checkpoints seen.txt"
         ),
     )

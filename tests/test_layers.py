@@ -10,6 +10,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "exchange"
 CORE = [
     "audit",
+    "audit_entries",
     "bundle",
     "canonical",
     "checkpoint",
