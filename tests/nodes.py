@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,24 @@ async def pin(subscriber: RunningNode, publisher: RunningNode) -> None:
 
     document = await fetch_node_document(subscriber.federation.fetcher, publisher.base_url)
     await subscriber.node.store.put_partner(partner_from_document(document, datetime.now(UTC)))
+
+
+@contextlib.asynccontextmanager
+async def pinned_pair(
+    root: Path, flemish_name: str = "Vlaamse overheid"
+) -> AsyncIterator[tuple[RunningNode, RunningNode]]:
+    """A Dutch and a Flemish node on loopback ports, each pinning the other."""
+    dutch = RunningNode(root / "nl", "Samenwerkende overheid", "NL")
+    flemish = RunningNode(root / "be", flemish_name, "BE")
+    await dutch.start()
+    await flemish.start()
+    try:
+        await pin(flemish, dutch)
+        await pin(dutch, flemish)
+        yield dutch, flemish
+    finally:
+        await flemish.stop()
+        await dutch.stop()
 
 
 def free_port() -> int:

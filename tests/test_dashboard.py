@@ -18,20 +18,13 @@ from exchange.node import token_digest
 from exchange.partners import OriginState, Rejection
 from exchange.store.base import MergeWrite
 from tests.html_hooks import hooks
-from tests.nodes import RunningNode, eventually, pin, practice
+from tests.nodes import RunningNode, eventually, pinned_pair, practice
 
 
 @pytest.fixture
 async def pair(tmp_path: Path) -> AsyncIterator[tuple[RunningNode, RunningNode]]:
-    dutch = RunningNode(tmp_path / "nl", "Samenwerkende overheid", "NL")
-    flemish = RunningNode(tmp_path / "be", "Vlaamse overheid", "BE")
-    await dutch.start()
-    await flemish.start()
-    await pin(flemish, dutch)
-    await pin(dutch, flemish)
-    yield dutch, flemish
-    await flemish.stop()
-    await dutch.stop()
+    async with pinned_pair(tmp_path) as nodes:
+        yield nodes
 
 
 def browser() -> aiohttp.ClientSession:

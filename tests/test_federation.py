@@ -11,20 +11,13 @@ from typing import Any
 import pytest
 
 from exchange.federation import partner_from_document
-from tests.nodes import RunningNode, eventually, example, pin, practice
+from tests.nodes import RunningNode, eventually, example, pin, pinned_pair, practice
 
 
 @pytest.fixture
 async def pair(tmp_path: Path) -> AsyncIterator[tuple[RunningNode, RunningNode]]:
-    dutch = RunningNode(tmp_path / "nl", "Samenwerkende overheid", "NL")
-    flemish = RunningNode(tmp_path / "be", "Vlaamse overheid", "BE")
-    await dutch.start()
-    await flemish.start()
-    await pin(flemish, dutch)
-    await pin(dutch, flemish)
-    yield dutch, flemish
-    await flemish.stop()
-    await dutch.stop()
+    async with pinned_pair(tmp_path) as nodes:
+        yield nodes
 
 
 async def count_from(node: RunningNode, origin: str) -> int:

@@ -17,7 +17,7 @@ import pytest
 from exchange.http.i18n import from_accept_language, pick
 from exchange.http.portal import PAGE_SIZE
 from tests.html_hooks import hooks
-from tests.nodes import RunningNode, eventually, example, pin, practice
+from tests.nodes import RunningNode, eventually, example, pinned_pair, practice
 from tests.test_federation import count_from
 
 #: A partner's name as its node document gives it (the schema lets no tag through there)...
@@ -38,42 +38,35 @@ def event_in(days: int, name: str, **changes: Any) -> dict[str, Any]:
 
 @pytest.fixture
 async def nodes(tmp_path: Path) -> AsyncIterator[tuple[RunningNode, RunningNode]]:
-    dutch = RunningNode(tmp_path / "nl", "Samenwerkende overheid", "NL")
-    flemish = RunningNode(tmp_path / "be", FLEMISH, "BE")
-    await dutch.start()
-    await flemish.start()
-    await pin(flemish, dutch)
-    await pin(dutch, flemish)
-    await dutch.node.publish(
-        [
-            example("case-doetank-preventieve-zorg"),
-            example("event-reuring-cafe-115"),  # 2023: past
-            event_in(20, "Later Dutch event"),
-        ]
-    )
-    await flemish.node.publish(
-        [
-            event_in(5, "Soon Flemish event", registrationPage="https://example.be/register"),
-            {
-                "type": "BestPractice",
-                "nameMap": {"fr": "Pratique seulement en français"},
-                "practiceKind": "knowledge",
-            },
-            {
-                "type": "BestPractice",
-                "nameMap": {"en": "Practice in English", "nl": "Praktijk in het Nederlands"},
-                "practiceKind": "experience",
-            },
-        ]
-    )
-    await dutch.federation.follow(flemish.base_url)
-    await eventually(lambda: _holds(dutch, flemish.base_url, 3))
-    partner = await dutch.node.store.get_partner(flemish.base_url)
-    assert partner.name == FLEMISH
-    await dutch.node.store.put_partner(replace(partner, name=HOSTILE))
-    yield dutch, flemish
-    await flemish.stop()
-    await dutch.stop()
+    async with pinned_pair(tmp_path, FLEMISH) as (dutch, flemish):
+        await dutch.node.publish(
+            [
+                example("case-doetank-preventieve-zorg"),
+                example("event-reuring-cafe-115"),  # 2023: past
+                event_in(20, "Later Dutch event"),
+            ]
+        )
+        await flemish.node.publish(
+            [
+                event_in(5, "Soon Flemish event", registrationPage="https://example.be/register"),
+                {
+                    "type": "BestPractice",
+                    "nameMap": {"fr": "Pratique seulement en français"},
+                    "practiceKind": "knowledge",
+                },
+                {
+                    "type": "BestPractice",
+                    "nameMap": {"en": "Practice in English", "nl": "Praktijk in het Nederlands"},
+                    "practiceKind": "experience",
+                },
+            ]
+        )
+        await dutch.federation.follow(flemish.base_url)
+        await eventually(lambda: _holds(dutch, flemish.base_url, 3))
+        partner = await dutch.node.store.get_partner(flemish.base_url)
+        assert partner.name == FLEMISH
+        await dutch.node.store.put_partner(replace(partner, name=HOSTILE))
+        yield dutch, flemish
 
 
 async def _holds(node: RunningNode, origin: str, count: int) -> bool:

@@ -18,7 +18,7 @@ import pytest
 from exchange.errors import InvalidParameter
 from exchange.query import decode_cursor, encode_cursor, languages, parse_query, search_text
 from exchange.store.sqlite import MIGRATIONS, SQLiteStore
-from tests.nodes import RunningNode, eventually, example, pin, practice
+from tests.nodes import RunningNode, eventually, example, pinned_pair, practice
 
 PROBLEM = "application/problem+json"
 #: A word that occurs in no other object, with no prefix shared by another indexed word.
@@ -61,27 +61,20 @@ class Pair:
 
 @pytest.fixture
 async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
-    dutch = RunningNode(tmp_path / "nl", "Samenwerkende overheid", "NL")
-    flemish = RunningNode(tmp_path / "be", "Vlaamse overheid", "BE")
-    await dutch.start()
-    await flemish.start()
-    await pin(flemish, dutch)
-    await pin(dutch, flemish)
-    await dutch.node.publish(
-        [
-            example("case-doetank-milieu-initiatieven"),
-            example("event-reuring-cafe-115"),
-            example("best-practice-natuurvisie-synergie"),
-        ]
-    )
-    await flemish.node.publish([practice(1), french_only()])
-    await flemish.federation.follow(dutch.base_url)
-    result = Pair(dutch, flemish)
-    await result.merged_from_dutch(3)
-    yield result
-    await result.session.close()
-    await flemish.stop()
-    await dutch.stop()
+    async with pinned_pair(tmp_path) as (dutch, flemish):
+        await dutch.node.publish(
+            [
+                example("case-doetank-milieu-initiatieven"),
+                example("event-reuring-cafe-115"),
+                example("best-practice-natuurvisie-synergie"),
+            ]
+        )
+        await flemish.node.publish([practice(1), french_only()])
+        await flemish.federation.follow(dutch.base_url)
+        result = Pair(dutch, flemish)
+        await result.merged_from_dutch(3)
+        yield result
+        await result.session.close()
 
 
 async def test_lists_own_and_merged_objects_with_origin_country_and_verification(
