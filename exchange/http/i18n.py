@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from exchange.http.negotiation import weighted
+
 __all__ = [
     "DEFAULT_LANGUAGE",
     "LANGUAGES",
@@ -40,17 +42,8 @@ def from_accept_language(header: str | None) -> str | None:
         return None
     best: tuple[float, int] | None = None
     choice = None
-    for position, part in enumerate(header.split(",")):
-        tag, *params = (piece.strip() for piece in part.split(";"))
-        quality = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
-        primary = tag.lower().split("-", 1)[0]
+    for position, (tag, quality) in enumerate(weighted(header)):
+        primary = tag.split("-", 1)[0]
         if primary in LANGUAGES and quality > 0:
             rank = (quality, -position)
             if best is None or rank > best:

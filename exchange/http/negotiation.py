@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["preferred"]
+__all__ = ["preferred", "weighted"]
 
 
-def _parse(accept: str) -> list[tuple[str, float]]:
+def weighted(accept: str) -> list[tuple[str, float]]:
+    """The values of an Accept-style header (Accept, Accept-Language), lower-cased, each
+    with its q weight (1 when absent, 0 when malformed), in the header's order."""
     ranges: list[tuple[str, float]] = []
     for part in accept.split(","):
         media, *params = (piece.strip() for piece in part.split(";"))
@@ -41,7 +43,7 @@ def preferred(accept: str | None, offers: Sequence[str]) -> str | None:
         return offers[0]
     best: tuple[float, int, int] | None = None
     choice: str | None = None
-    ranges = _parse(accept)
+    ranges = weighted(accept)
     for position, offer in enumerate(offers):
         quality, specificity = 0.0, 0
         for media_range, q in ranges:
