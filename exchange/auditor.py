@@ -44,9 +44,10 @@ from exchange.config import Settings
 from exchange.errors import ExchangeError, FetchError, IntegrityError, UsageError
 from exchange.http.client import Fetcher, fetcher
 from exchange.merge import KeyRing, check_node_document, keyring_from_node_document
-from exchange.merkle import DictSubtrees, consistency_proof, needed_subtrees
+from exchange.merkle import SubtreeSource, consistency_proof
 from exchange.node import open_node
 from exchange.origins import origin
+from exchange.store.base import merkle_proof
 from exchange.timestamps import format_timestamp
 
 __all__ = [
@@ -129,7 +130,7 @@ async def export_bundle(settings: Settings, path: Path, *, force: bool = False) 
             for checkpoint_size, note in notes:
                 proof: list[bytes] = []
                 if 0 < checkpoint_size < size:
-                    proof = await _consistency(node.store, checkpoint_size, size)
+                    proof = await merkle_proof(node.store, _consistency_to(checkpoint_size, size))
                 out.write(checkpoint_line(note, proof))
             for start in range(0, size, EXPORT_BATCH):
                 leaves = await node.store.entries(start, min(size, start + EXPORT_BATCH))
@@ -138,12 +139,8 @@ async def export_bundle(settings: Settings, path: Path, *, force: bool = False) 
     return ExportSummary(path, size, len(notes), path.stat().st_size)
 
 
-async def _consistency(store: Any, first: int, second: int) -> list[bytes]:
-    def operation(source: Any) -> list[bytes]:
-        return consistency_proof(source, first, second)
-
-    hashes = await store.subtrees(needed_subtrees(operation))
-    return operation(DictSubtrees(hashes))
+def _consistency_to(first: int, second: int) -> Callable[[SubtreeSource], list[bytes]]:
+    return lambda source: consistency_proof(source, first, second)
 
 
 # --- trusted checkpoints -------------------------------------------------------------------

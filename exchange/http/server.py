@@ -14,7 +14,7 @@ import html
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -49,6 +49,7 @@ from exchange.partners import Partner
 from exchange.query import StoredObject, encode_cursor, item_bytes, listing_bytes, parse_query
 from exchange.resources import CONTEXT_IRIS, data_dir, read_json
 from exchange.schema import schema_document
+from exchange.store.base import merkle_proof
 
 __all__ = ["NODE", "PageCache", "create_app", "node_routes", "sync_page_cache"]
 
@@ -208,20 +209,13 @@ def _hashes(values: list[bytes]) -> web.Response:
     return _json_response({"hashes": [base64.b64encode(v).decode() for v in values]})
 
 
-async def _proof(
-    store: Any, operation: Callable[[merkle.SubtreeSource], list[bytes]]
-) -> list[bytes]:
-    hashes = await store.subtrees(merkle.needed_subtrees(operation))
-    return operation(merkle.DictSubtrees(hashes))
-
-
 async def inclusion_proof(request: web.Request) -> web.Response:
     node = _node(request)
     index, size = _non_negative(request, "index"), _non_negative(request, "size")
     log_size = await node.store.log_size()
     if not index < size <= log_size:
         raise BadRequest(f"need 0 <= index < size <= {log_size}, got index={index} size={size}")
-    return _hashes(await _proof(node.store, lambda s: merkle.inclusion_proof(s, index, size)))
+    return _hashes(await merkle_proof(node.store, lambda s: merkle.inclusion_proof(s, index, size)))
 
 
 async def consistency_proof(request: web.Request) -> web.Response:
@@ -230,7 +224,9 @@ async def consistency_proof(request: web.Request) -> web.Response:
     log_size = await node.store.log_size()
     if not 0 < first <= second <= log_size:
         raise BadRequest(f"need 0 < first <= second <= {log_size}, got {first} and {second}")
-    return _hashes(await _proof(node.store, lambda s: merkle.consistency_proof(s, first, second)))
+    return _hashes(
+        await merkle_proof(node.store, lambda s: merkle.consistency_proof(s, first, second))
+    )
 
 
 # --- objects -----------------------------------------------------------------------------

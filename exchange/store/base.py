@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from exchange.delivery import DeliveryState
 from exchange.entries import ObjectRecord, Redaction, SignedEntry
+from exchange.merkle import DictSubtrees, SubtreeSource, needed_subtrees
 from exchange.partners import OriginState, Partner, Rejection
 from exchange.query import ObjectQuery, StoredObject
 
@@ -26,6 +27,7 @@ __all__ = [
     "QueryPage",
     "Store",
     "Transaction",
+    "merkle_proof",
 ]
 
 
@@ -210,3 +212,12 @@ class Store(Protocol):
     async def list_deliveries(self) -> list[DeliveryState]: ...
 
     async def put_delivery(self, state: DeliveryState) -> None: ...
+
+
+async def merkle_proof(
+    store: Store, operation: Callable[[SubtreeSource], list[bytes]]
+) -> list[bytes]:
+    """An inclusion or consistency proof computed by ``operation`` over the stored tree:
+    the perfect subtrees it needs are read in one query."""
+    hashes = await store.subtrees(needed_subtrees(operation))
+    return operation(DictSubtrees(hashes))
