@@ -45,7 +45,8 @@ from exchange.http.server import create_app
 from exchange.operator import init_node
 from exchange.partners import Partner
 from exchange.sparql import BELGIAN_EVENTS_NEXT_30_DAYS
-from exchange.store.sqlite import SQLiteStore, _put_objects
+from exchange.store.sql import put_objects as _put_objects
+from exchange.store.sqlite import SQLiteStore
 
 
 async def fill(database: Path, count: int) -> None:
