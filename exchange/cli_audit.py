@@ -25,7 +25,7 @@ from exchange.cli_node import settings_from
 from exchange.config import Settings
 from exchange.errors import ExchangeError, UsageError
 from exchange.rdf_view import EXPORT_FORMATS, export_view, node_facts
-from exchange.store.sqlite import SQLiteStore
+from exchange.store import store_for
 
 __all__ = ["add_audit_commands", "format_report"]
 
@@ -135,7 +135,7 @@ def _export_rdf(settings: Settings, format_name: str, out: str | None, *, force:
     """The whole merged view as RDF, to ``out`` or standard output."""
 
     async def run(stream: BinaryIO) -> int:
-        store = SQLiteStore(settings.database)
+        store = store_for(settings)
         await store.open()
         try:
             nodes = node_facts(

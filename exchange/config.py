@@ -5,7 +5,9 @@ Loaded once, validated, frozen, and passed explicitly; nothing reads the environ
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -65,6 +67,12 @@ class Settings:
     active_key: str
     token_sha256: str
     database: Path
+    #: A PostgreSQL URL (``postgresql://user@host:5432/db``): the store lives there and
+    #: several workers may share it. Empty: the SQLite file ``database``.
+    database_url: str = ""
+    #: The PostgreSQL schema of this node's tables; empty: ``exchange_`` and a digest of
+    #: the home's path (see :attr:`store_schema`).
+    database_schema: str = ""
     host: str = "127.0.0.1"
     port: int = 8080
     page_size: int = 100
@@ -105,6 +113,16 @@ class Settings:
     def page_dir(self) -> Path:
         """Where full feed pages are cached on disk (a cache: it may be deleted)."""
         return self.home / "pages"
+
+    @property
+    def store_schema(self) -> str:
+        """The PostgreSQL schema of the store: ``database_schema``, else one of this home's
+        own, so that nodes sharing a database never share tables by accident (the workers
+        of one node share its home's configuration, and so its schema)."""
+        if self.database_schema:
+            return self.database_schema
+        digest = hashlib.sha256(str(self.home.resolve()).encode()).hexdigest()[:16]
+        return f"exchange_{digest}"
 
     def key_id(self, name: str) -> str:
         return f"{self.base_url}/keys/{name}"
@@ -153,6 +171,8 @@ def load_settings(home: Path, environ: Mapping[str, str]) -> Settings:
         active_key=_get(data.get("keys", {}), "active", str, where),
         token_sha256=_get(data.get("operator", {}), "token_sha256", str, where),
         database=home / _get(store, "database", str, where),
+        database_url=str(store.get("url", "")),
+        database_schema=str(store.get("schema", "")),
         host=server.get("host", "127.0.0.1"),
         port=int(server.get("port", 8080)),
         page_size=int(node.get("page_size", 100)),
@@ -164,6 +184,7 @@ def load_settings(home: Path, environ: Mapping[str, str]) -> Settings:
         sparql_max_results=_count(data.get("sparql", {}).get("max_results", 10_000)),
     )
     overrides: dict[str, Any] = {}
+    overrides.update(database_overrides(environ))
     if "EXCHANGE_HOST" in environ:
         overrides["host"] = environ["EXCHANGE_HOST"]
     if "EXCHANGE_PORT" in environ:
@@ -183,6 +204,12 @@ def load_settings(home: Path, environ: Mapping[str, str]) -> Settings:
     settings = replace(settings, **overrides)
     check_settings(settings)
     return settings
+
+
+def database_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``EXCHANGE_DATABASE_URL`` and ``EXCHANGE_DATABASE_SCHEMA``, over the config file."""
+    names = {"database_url": "EXCHANGE_DATABASE_URL", "database_schema": "EXCHANGE_DATABASE_SCHEMA"}
+    return {field: environ[name] for field, name in names.items() if environ.get(name)}
 
 
 def _port(text: str) -> int:
@@ -224,6 +251,19 @@ def check_settings(settings: Settings) -> None:
         raise UsageError("page_size must lie between 1 and 1000")
     if len(settings.country) != 2 or not settings.country.isupper():
         raise UsageError(f"country {settings.country!r} is not an ISO 3166-1 alpha-2 code")
+    if settings.database_url and urlsplit(settings.database_url).scheme not in (
+        "postgresql",
+        "postgres",
+    ):
+        raise UsageError("the database URL must be a postgresql:// URL")
+    if not _SCHEMA_NAME.fullmatch(settings.store_schema):
+        raise UsageError(
+            f"database schema {settings.store_schema!r} must be a lower-case SQL name"
+            " (letters, digits and _, at most 63)"
+        )
+
+
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def _toml_string(value: str) -> str:
@@ -246,7 +286,15 @@ def render_config(settings: Settings) -> str:
         f"host = {s(settings.host)}\n"
         f"port = {settings.port}\n\n"
         "[store]\n"
-        f"database = {s(settings.database.name)}\n\n"
+        "# The SQLite file in this home; with url (or EXCHANGE_DATABASE_URL) the store is\n"
+        "# in PostgreSQL instead, in the tables of schema (several workers may share it).\n"
+        f"database = {s(settings.database.name)}\n"
+        + (
+            f"url = {s(settings.database_url)}\nschema = {s(settings.store_schema)}\n"
+            if settings.database_url
+            else ""
+        )
+        + "\n"
         "[keys]\n"
         f"active = {s(settings.active_key)}\n\n"
         "[operator]\n"

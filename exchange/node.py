@@ -58,8 +58,8 @@ from exchange.keys import KeyPair, generate
 from exchange.query import ObjectQuery
 from exchange.resources import CONTEXT_IRIS
 from exchange.schema import OBJECT_TYPES
+from exchange.store import store_for
 from exchange.store.base import Append, AppendResult, QueryPage, Store, Transaction
-from exchange.store.sqlite import SQLiteStore
 
 __all__ = [
     "ErasureOutcome",
@@ -517,10 +517,16 @@ def read_node_key(settings: Settings, method: Mapping[str, Any]) -> KeyPair:
 @asynccontextmanager
 async def open_node(settings: Settings) -> AsyncIterator[Node]:
     """The node with its store open and its keys loaded; closes the store on exit."""
-    store = SQLiteStore(settings.database)
+    store = store_for(settings)
     await store.open()
     try:
         stored = await store.get_object(settings.base_url)
+        latest = await store.latest_checkpoint()
+        if latest is not None and not latest[1].startswith(settings.origin + "\n"):
+            raise StoreError(
+                f"{store!r} holds the log of another node than {settings.base_url}; "
+                "give this node a store of its own (database_schema)"
+            )
         if stored is None:
             key, created = Node.load_key(settings)
             node = Node(settings, store, key, created)

@@ -4,6 +4,7 @@ shell)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ from exchange.config import (
     CONFIG_FILE,
     Settings,
     check_settings,
+    database_overrides,
     render_config,
     validate_base_url,
 )
@@ -68,11 +70,13 @@ def init_node(
     country: str,
     language: str = "en",
     now: datetime | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> InitResult:
     """Create a node in ``home``: config, Ed25519 key (mode 0600) and operator token.
 
     The store is created by :func:`create_store` (``exchange init`` runs both), or on the
-    node's first start.
+    node's first start: the SQLite file in ``home``, or PostgreSQL when
+    ``EXCHANGE_DATABASE_URL`` is set in ``environ`` (the process's environment by default).
     """
     validate_base_url(base_url)
     if (home / CONFIG_FILE).exists():
@@ -96,6 +100,8 @@ def init_node(
         host=(parts.hostname or "127.0.0.1") if loopback else "127.0.0.1",
         port=(parts.port or 80) if loopback else 8080,
     )
+    # A store in PostgreSQL is recorded in the config (with its schema) from the start.
+    settings = replace(settings, **database_overrides(os.environ if environ is None else environ))
     check_settings(settings)
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     settings.key_dir.mkdir(exist_ok=True, mode=0o700)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -23,3 +24,44 @@ def vectors() -> Path:
     if not VECTORS.is_dir():
         pytest.fail(f"the standards' test vectors are missing: {VECTORS}")
     return VECTORS
+
+
+# --- the PostgreSQL pass ------------------------------------------------------------------
+# With EXCHANGE_DATABASE_URL set, every node a test creates (init_node, exchange init, the
+# demo) keeps its store in that database, each home in a schema of its own; .ci/run runs
+# the whole suite once so. The database must answer: a test run never skips it.
+
+DATABASE_URL = os.environ.get("EXCHANGE_DATABASE_URL", "")
+
+
+def pytest_report_header() -> str:
+    return f"store backend: {'PostgreSQL' if DATABASE_URL else 'SQLite'}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def clean_postgres_schemas() -> None:
+    """Drop the node schemas an earlier run left (homes are temporary directories, whose
+    names a new run may reuse)."""
+    if not DATABASE_URL:
+        return
+    import psycopg
+
+    try:
+        with psycopg.connect(DATABASE_URL, autocommit=True, connect_timeout=10) as connection:
+            names = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'exchange\\_%'"
+                )
+            ]
+            for name in names:
+                connection.execute(
+                    psycopg.sql.SQL("DROP SCHEMA {} CASCADE").format(psycopg.sql.Identifier(name))
+                )
+    except psycopg.OperationalError as error:
+        pytest.fail(f"EXCHANGE_DATABASE_URL is set but PostgreSQL does not answer: {error}")
+
+
+def sqlite_only(reason: str) -> pytest.MarkDecorator:
+    """For a test of the SQLite file itself: it runs in the SQLite pass."""
+    return pytest.mark.skipif(bool(DATABASE_URL), reason=f"SQLite pass only: {reason}")

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from exchange.config import Settings
 from exchange.operator import InitResult, init_node
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -22,6 +23,64 @@ def make_node(home: Path, base_url: str = "http://127.0.0.1:8080", **changes: An
     if changes:
         result = replace(result, settings=replace(result.settings, **changes))
     return result
+
+
+def files_holding(folder: Path, needle: bytes) -> list[str]:
+    """The files under ``folder`` (a SQLite database with its -wal and -shm, cached pages,
+    keys, config) that hold ``needle``'s bytes."""
+    return sorted(
+        str(path.relative_to(folder))
+        for path in folder.rglob("*")
+        if path.is_file() and needle in path.read_bytes()
+    )
+
+
+def holding(settings: Settings, needle: bytes) -> list[str]:
+    """Where the node keeps ``needle``: the files of its home and, when its store is in
+    PostgreSQL, each table of its schema that has a row holding it (``table NAME``)."""
+    found = files_holding(settings.home, needle)
+    if settings.database_url:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(settings.database_url) as connection:
+            tables = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                    (settings.store_schema,),
+                )
+            ]
+            for table in tables:
+                rows = connection.execute(
+                    sql.SQL("SELECT * FROM {}.{}").format(
+                        sql.Identifier(settings.store_schema), sql.Identifier(table)
+                    )
+                ).fetchall()
+                values = (value for row in rows for value in row)
+                if any(
+                    needle in (value if isinstance(value, bytes) else str(value).encode())
+                    for value in values
+                ):
+                    found.append(f"table {table}")
+    return found
+
+
+def store_created(settings: Settings) -> bool:
+    """Whether the node's store exists: its SQLite file, or its PostgreSQL schema with a
+    signed checkpoint (and then no SQLite file)."""
+    if not settings.database_url:
+        return settings.database.is_file()
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(settings.database_url) as connection:
+        row = connection.execute(
+            sql.SQL("SELECT count(*) FROM {}.checkpoints").format(
+                sql.Identifier(settings.store_schema)
+            )
+        ).fetchone()
+    return row is not None and row[0] > 0 and not settings.database.exists()
 
 
 def example(name: str) -> dict[str, Any]:

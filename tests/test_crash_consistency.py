@@ -44,6 +44,7 @@ from exchange.merkle import (
 from exchange.node import Node
 from exchange.operator import init_node
 from exchange.proof import verify_document
+from tests.conftest import sqlite_only
 
 PUBLISHER = Path(__file__).with_name("crash_publisher.py")
 BASE_URL = "http://127.0.0.1:18999"
@@ -311,6 +312,7 @@ def _check_store(node: Subject, runs: list[Run], rng: random.Random, sample: int
     return size
 
 
+@sqlite_only("it reads the SQLite file, its pragmas and its WAL directly")
 def test_sigkilled_publisher_leaves_a_log_merkle_state_and_checkpoint_that_agree(
     tmp_path: Path,
 ) -> None:

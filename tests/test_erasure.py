@@ -24,13 +24,23 @@ from aiohttp.test_utils import TestClient
 
 from exchange.canonical import canonicalize
 from exchange.cli import main
+from exchange.config import Settings
 from exchange.http.pages import PageCache
 from exchange.http.server import create_app
 from exchange.merkle import leaf_hash
 from exchange.operator import InitResult
 from exchange.store.sqlite import MIGRATIONS, SQLiteStore
 from tests import independent_verifier as iv
-from tests.nodes import PROJECT, RunningNode, eventually, make_node, pin, practice
+from tests.nodes import (
+    PROJECT,
+    RunningNode,
+    eventually,
+    files_holding,
+    make_node,
+    pin,
+    practice,
+)
+from tests.nodes import holding as nodes_holding
 
 MARKER = "Zwaluwstaart-4471-persoonsgegeven"
 REASON = "Personal data of a civil servant, published without consent (GDPR art. 17)"
@@ -47,15 +57,12 @@ def secret(version: int) -> dict[str, Any]:
     }
 
 
-def holding(home: Path, marker: str = MARKER) -> list[str]:
-    """The files under ``home`` (the SQLite database, its -wal and -shm, cached pages,
-    keys, config) that hold the marker's bytes."""
-    needle = marker.encode()
-    return sorted(
-        str(path.relative_to(home))
-        for path in home.rglob("*")
-        if path.is_file() and needle in path.read_bytes()
-    )
+def holding(place: Settings | Path, marker: str = MARKER) -> list[str]:
+    """Where the marker is kept: a node's files and store (see tests.nodes.holding), or
+    the files under a folder."""
+    if isinstance(place, Path):
+        return files_holding(place, marker.encode())
+    return nodes_holding(place, marker.encode())
 
 
 async def follow(subscriber: RunningNode, publisher: RunningNode) -> None:
@@ -122,7 +129,7 @@ async def published_and_merged(publisher: RunningNode, partner: RunningNode) -> 
     record = await partner.node.store.get_object(created.id)
     assert record is not None
     assert record.version == 2
-    assert holding(partner.settings.home)  # the partner holds the content before the erasure
+    assert holding(partner.settings)  # the partner holds the content before the erasure
     return created.id, size
 
 
@@ -192,7 +199,7 @@ async def test_the_publisher_serves_redacted_entries_and_its_log_still_verifies(
             proof = await iv.fetch_consistency_proof(session, base, old_size, size + 1)
             old_root = iv.merkle_root(list(before.leaf_hashes[:old_size]))
             iv.verify_consistency(old_size, size + 1, old_root, after.checkpoint.root, proof)
-    assert holding(publisher.settings.home) == []
+    assert holding(publisher.settings) == []
 
 
 async def test_a_partner_purges_what_it_merged_when_it_merges_the_delete(
@@ -224,7 +231,7 @@ async def test_a_partner_purges_what_it_merged_when_it_merges_the_delete(
         listing = await get_json(session, f"{partner.base_url}/objects?origin={publisher.base_url}")
         assert MARKER not in json.dumps(listing)
         assert object_id not in {item["id"] for item in listing["items"]}
-    assert holding(partner.settings.home) == []
+    assert holding(partner.settings) == []
     assert await partner.node.store.list_rejections() == []
 
 
@@ -253,7 +260,7 @@ async def test_a_partner_that_syncs_only_after_the_erasure_holds_no_content(
     received = await newcomer.node.store.received_entries(publisher.base_url, 0, size + 1)
     assert [json.loads(received[seq])["type"] for seq in (1, 3)] == ["Redacted", "Redacted"]
     assert len(received) == size + 1
-    assert holding(newcomer.settings.home) == []
+    assert holding(newcomer.settings) == []
 
 
 async def test_a_plain_delete_purges_content_at_partners_old_and_new(
@@ -277,8 +284,8 @@ async def test_a_plain_delete_purges_content_at_partners_old_and_new(
         received = await node.node.store.received_entries(publisher.base_url, 0, size + 1)
         assert [json.loads(received[seq])["type"] for seq in (1, 3)] == ["Redacted", "Redacted"]
         assert json.loads(received[size])["type"] == "Delete"
-        assert holding(node.settings.home) == []
-    assert holding(publisher.settings.home) != []  # a delete is not an erasure
+        assert holding(node.settings) == []
+    assert holding(publisher.settings) != []  # a delete is not an erasure
 
 
 async def test_erasing_a_deleted_object_still_redacts_and_records_it(
@@ -302,8 +309,8 @@ async def test_erasing_a_deleted_object_still_redacts_and_records_it(
     assert state is not None
     assert state.next_seq == size + 3
     assert await partner.node.store.list_rejections() == []  # a second Delete is no error
-    assert holding(partner.settings.home) == []
-    assert holding(publisher.settings.home) == []
+    assert holding(partner.settings) == []
+    assert holding(publisher.settings) == []
 
 
 async def test_an_erasure_by_the_cli_is_served_at_once_by_a_running_server(
@@ -346,7 +353,7 @@ async def test_an_erasure_by_the_cli_is_served_at_once_by_a_running_server(
             "Redacted",
             "Redacted",
         ]
-    assert holding(publisher.settings.home) == []
+    assert holding(publisher.settings) == []
 
 
 def test_the_page_cache_drops_redacted_pages_and_keeps_none_built_before(tmp_path: Path) -> None:
@@ -411,7 +418,7 @@ def test_the_cli_refuses_an_erasure_in_one_line(
     (line,) = captured.err.splitlines()
     assert line.startswith("exchange: error: ")
     assert message in line
-    assert holding(offline.settings.home) != []  # nothing was erased
+    assert holding(offline.settings) != []  # nothing was erased
 
 
 def test_the_cli_erases_by_slug(offline: InitResult, capsys: pytest.CaptureFixture[str]) -> None:
@@ -420,7 +427,7 @@ def test_the_cli_erases_by_slug(offline: InitResult, capsys: pytest.CaptureFixtu
     assert capsys.readouterr().out == (
         "erased: http://127.0.0.1:8080/objects/secret (Delete at seq 1; redacted entries: 0)\n"
     )
-    assert holding(offline.settings.home) == []
+    assert holding(offline.settings) == []
 
 
 @pytest.mark.parametrize(
@@ -455,7 +462,7 @@ async def test_the_api_refuses_an_erasure_with_problem_json(
     unauthorized = await client.post("/admin/erasures", json={"id": "secret", "reason": REASON})
     assert unauthorized.status == 401
     assert unauthorized.content_type == "application/problem+json"
-    assert holding(offline.settings.home) != []
+    assert holding(offline.settings) != []
 
 
 # --- migration 3 ----------------------------------------------------------------------------

@@ -46,7 +46,9 @@ SHELL_MODULES = {
     "exchange.operator",
     "exchange.rdf_view",
     "exchange.http",
+    "exchange.store.sql",
     "exchange.store.sqlite",
+    "exchange.store.postgres",
 }
 FORBIDDEN_IN_CORE = {"asyncio", "aiohttp", "sqlite3", "asyncpg", "psycopg", "socket", "subprocess"}
 

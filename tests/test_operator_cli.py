@@ -17,7 +17,7 @@ import pytest
 from exchange.cli import main
 from exchange.config import load_settings
 from exchange.errors import UsageError
-from tests.nodes import EXAMPLES, free_port
+from tests.nodes import EXAMPLES, free_port, store_created
 
 
 def init(home: Path, capsys: pytest.CaptureFixture[str], port: int = 8080) -> str:
@@ -55,7 +55,7 @@ def test_init_creates_config_key_store_and_prints_the_token_once(
     key = settings.key_dir / f"{settings.active_key}.json"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert token not in (home / "exchange.toml").read_text()
-    assert settings.database.is_file()
+    assert store_created(settings)
     assert (
         main(
             [

@@ -18,7 +18,7 @@ import pytest
 from exchange.errors import InvalidParameter
 from exchange.query import decode_cursor, encode_cursor, languages, parse_query, search_text
 from exchange.store.sqlite import MIGRATIONS, SQLiteStore
-from tests.nodes import RunningNode, eventually, example, pinned_pair, practice
+from tests.nodes import RunningNode, eventually, example, holding, pinned_pair, practice
 
 PROBLEM = "application/problem+json"
 #: A word that occurs in no other object, with no prefix shared by another indexed word.
@@ -255,10 +255,6 @@ async def test_a_slug_still_serves_the_own_signed_entry(pair: Pair) -> None:
         assert response.status == 404
 
 
-def holding(home: Path, needle: bytes) -> list[str]:
-    return sorted(p.name for p in home.rglob("*") if p.is_file() and needle in p.read_bytes())
-
-
 async def test_a_merged_delete_leaves_no_indexed_word_on_disk(pair: Pair) -> None:
     """Rule 5 for the text index: FTS5 keeps a deleted document's words in its segments
     until they merge; the store merges them and truncates the WAL after a purge."""
@@ -267,11 +263,11 @@ async def test_a_merged_delete_leaves_no_indexed_word_on_disk(pair: Pair) -> Non
     (outcome,) = await dutch.node.publish([french_only(word)])
     await pair.merged_from_dutch(4)
     assert await pair.ids(f"?q={word}") == [outcome.id]
-    assert holding(flemish.settings.home, word.encode()) != []
+    assert holding(flemish.settings, word.encode()) != []
     await dutch.node.delete(outcome.id)
     await pair.merged_from_dutch(3)
     assert await pair.ids(f"?q={word}") == []
-    assert holding(flemish.settings.home, word.encode()) == []
+    assert holding(flemish.settings, word.encode()) == []
 
 
 # --- the pure core -----------------------------------------------------------------------

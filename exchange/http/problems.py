@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from exchange.errors import PROBLEM_BASE, ExchangeError
+from exchange.errors import PROBLEM_BASE, ExchangeError, InvalidParameter
 
 __all__ = ["PROBLEM_JSON", "problem_middleware", "problem_response"]
 
@@ -56,9 +56,18 @@ def problem_response(
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def _check_query(request: web.Request) -> None:
+    """No query parameter of any route may hold a NUL character: no stored text has one
+    (PostgreSQL's cannot), so it is refused here once rather than deep in a store."""
+    for name, value in request.query.items():
+        if "\x00" in name or "\x00" in value:
+            raise InvalidParameter(name.replace("\x00", ""), "a query parameter holds a NUL")
+
+
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        _check_query(request)
         return await handler(request)
     except ExchangeError as error:
         problem = error.to_problem()

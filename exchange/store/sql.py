@@ -422,17 +422,19 @@ def object_query_sql(
     costs what it returns and not the size of the store: the full-text index (SQLite FTS5,
     whose rowids are change numbers, read in order) when there is free text; else the
     languages' index (lang, change) for ``lang``; else the ``updated`` index when few
-    objects match ``updated_since`` (named with ``index_hints``: SQLite's INDEXED BY); else
+    objects match ``updated_since`` (with ``index_hints``, SQLite's INDEXED BY and CROSS
+    JOIN name the index and the join order; PostgreSQL's planner chooses them); else
     the objects table in change order. Without FTS5 the folded text is searched with LIKE,
     which gives the same answers."""
     clauses, parameters = ["o.type <> 'Service'"], list[Any]()
     source, order = "objects o", "o.change"
+    join = "CROSS JOIN" if index_hints else "JOIN"  # SQLite: CROSS JOIN fixes the join order
     lang_clause = (
         "EXISTS (SELECT 1 FROM object_languages l WHERE l.lang = ? AND l.change = o.change)"
     )
     if query.terms and fts:
         source, order = (
-            "object_text CROSS JOIN objects o ON o.change = object_text.rowid",
+            f"object_text {join} objects o ON o.change = object_text.rowid",
             ("object_text.rowid"),
         )
         clauses.append("object_text MATCH ?")
@@ -441,7 +443,7 @@ def object_query_sql(
             clauses.append(lang_clause)
             parameters.append(query.lang)
     elif query.lang is not None:
-        source, order = "object_languages l CROSS JOIN objects o ON o.change = l.change", "l.change"
+        source, order = f"object_languages l {join} objects o ON o.change = l.change", "l.change"
         clauses.append("l.lang = ?")
         parameters.append(query.lang)
     elif query.updated_since_us is not None and sparse_updates and index_hints:
@@ -692,9 +694,12 @@ class SQLStore(ABC):
 
     async def put_partner(self, partner: Partner) -> None:
         def work(db: Db) -> None:
-            db.execute("DELETE FROM partners WHERE base_url = ?", (partner.base_url,))
             db.execute(
-                f"INSERT INTO partners ({_PARTNER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO partners ({_PARTNER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (base_url) DO UPDATE SET name = excluded.name,"
+                " country = excluded.country, document = excluded.document,"
+                " approved = excluded.approved, following = excluded.following,"
+                " subscriber = excluded.subscriber, added_at = excluded.added_at",
                 (
                     partner.base_url,
                     partner.name,
@@ -771,9 +776,12 @@ class SQLStore(ABC):
         """Write the delivery state; this ends any lease on it (see :meth:`lease_delivery`)."""
 
         def work(db: Db) -> None:
-            db.execute("DELETE FROM deliveries WHERE partner = ?", (state.partner,))
             db.execute(
-                f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (partner) DO UPDATE SET delivered = excluded.delivered,"
+                " attempts = excluded.attempts, next_attempt_at = excluded.next_attempt_at,"
+                " breaker = excluded.breaker, last_error = excluded.last_error,"
+                " lease_owner = '', lease_until = 0",
                 (
                     state.partner,
                     state.delivered,

@@ -249,6 +249,9 @@ class SQLiteStore(SQLStore):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._connection: sqlite3.Connection | None = None
 
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path})"
+
     # --- plumbing --------------------------------------------------------------------------
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
