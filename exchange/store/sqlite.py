@@ -41,6 +41,7 @@ from exchange.query import (
 from exchange.store.base import (
     Append,
     AppendResult,
+    Counts,
     MergeView,
     MergeWrite,
     ObjectPage,
@@ -868,6 +869,22 @@ class SQLiteStore:
                 (limit,),
             ).fetchall()
             return [Rejection(*row) for row in rows]
+
+        return await self._run(work)
+
+    async def counts(self) -> Counts:
+        def work(connection: sqlite3.Connection) -> Counts:
+            objects = connection.execute(
+                "SELECT origin, type, deleted, COUNT(*) FROM objects WHERE type <> 'Service'"
+                " GROUP BY origin, type, deleted"
+            ).fetchall()
+            rejections = connection.execute(
+                "SELECT origin, problem, COUNT(*) FROM rejections GROUP BY origin, problem"
+            ).fetchall()
+            return Counts(
+                {(str(o), str(t), bool(d)): int(n) for o, t, d, n in objects},
+                {(str(o), str(p)): int(n) for o, p, n in rejections},
+            )
 
         return await self._run(work)
 
