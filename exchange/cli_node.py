@@ -15,6 +15,7 @@ from aiohttp import web
 from exchange.config import Settings, home_from, load_settings
 from exchange.demo import run_demo
 from exchange.http.server import create_app
+from exchange.logs import configure_logging
 from exchange.operator import (
     create_store,
     delete_object,
@@ -56,9 +57,11 @@ def _serve(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     host = args.host or settings.host
     port = args.port or settings.port
+    configure_logging(settings.log_format)  # to stderr; one access line per request
     app = create_app(settings)
     print(f"exchange node {settings.name!r} serving {settings.base_url} on {host}:{port}")
-    web.run_app(app, host=host, port=port, print=None, handle_signals=True)
+    # access_log=None: the node's middleware writes the access lines (with request ids).
+    web.run_app(app, host=host, port=port, print=None, handle_signals=True, access_log=None)
     print("exchange node stopped")
     return 0
 
@@ -204,7 +207,8 @@ def add_node_commands(
         parents=[home],
         help="run the node's HTTP server until SIGINT or SIGTERM",
         formatter_class=formatter,
-        epilog="Example:\n  exchange serve --home ./node --port 8080",
+        epilog="Example:\n  exchange serve --home ./node --port 8080\n"
+        "  EXCHANGE_LOG_FORMAT=json exchange serve --home ./node   # JSON log lines",
     )
     serve.add_argument("--host", help="address to bind (default: from the config)")
     serve.add_argument("--port", type=int, help="port to bind (default: from the config)")

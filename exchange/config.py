@@ -19,6 +19,7 @@ from exchange.errors import UsageError
 
 __all__ = [
     "CONFIG_FILE",
+    "LOG_FORMATS",
     "PERSONAL_DATA_POLICIES",
     "Settings",
     "check_settings",
@@ -33,6 +34,9 @@ CONFIG_FILE = "exchange.toml"
 #: none: strip every node marked personalData; public-roles: strip contact points marked
 #: personalData, keep people named in a public role; all: publish everything.
 PERSONAL_DATA_POLICIES = ("none", "public-roles", "all")
+#: How ``exchange serve`` writes its log: text for people, json (one object a line) for
+#: log collectors.
+LOG_FORMATS = ("text", "json")
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -99,6 +103,11 @@ class Settings:
     sparql_timeout_s: float = 5.0
     #: SPARQL: a query with more solutions (or triples) is refused, 400 (sparql-refused).
     sparql_max_results: int = 10_000
+    #: ``GET B/metrics`` needs the operator token (``Authorization: Bearer``); False opens
+    #: it to anyone who can reach the node.
+    metrics_token_required: bool = True
+    #: One of LOG_FORMATS.
+    log_format: str = "text"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -148,6 +157,10 @@ def _get(table: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     return value
 
 
+def _flag(table: Mapping[str, Any], key: str, default: bool, where: str) -> bool:
+    return default if key not in table else bool(_get(table, key, bool, where))
+
+
 def load_settings(home: Path, environ: Mapping[str, str]) -> Settings:
     """Read ``exchange.toml`` in ``home`` and apply ``EXCHANGE_*`` overrides."""
     path = home / CONFIG_FILE
@@ -162,6 +175,7 @@ def load_settings(home: Path, environ: Mapping[str, str]) -> Settings:
     server = data.get("server", {})
     store = data.get("store", {})
     privacy = data.get("privacy", {})
+    operations = data.get("operations", {})
     settings = Settings(
         home=home,
         base_url=validate_base_url(_get(node, "base_url", str, where)),
@@ -182,6 +196,8 @@ def load_settings(home: Path, environ: Mapping[str, str]) -> Settings:
         gossip_interval_s=_seconds(data.get("federation", {}).get("gossip_interval_s", 300.0)),
         sparql_timeout_s=_seconds(data.get("sparql", {}).get("timeout_s", 5.0)),
         sparql_max_results=_count(data.get("sparql", {}).get("max_results", 10_000)),
+        metrics_token_required=_flag(operations, "metrics_token_required", True, where),
+        log_format=operations.get("log_format", "text"),
     )
     overrides: dict[str, Any] = {}
     overrides.update(database_overrides(environ))
@@ -201,6 +217,8 @@ def load_settings(home: Path, environ: Mapping[str, str]) -> Settings:
         overrides["sparql_max_results"] = _count(environ["EXCHANGE_SPARQL_MAX_RESULTS"])
     if "EXCHANGE_PERSONAL_DATA" in environ:
         overrides["personal_data"] = environ["EXCHANGE_PERSONAL_DATA"]
+    if "EXCHANGE_LOG_FORMAT" in environ:
+        overrides["log_format"] = environ["EXCHANGE_LOG_FORMAT"]
     settings = replace(settings, **overrides)
     check_settings(settings)
     return settings
@@ -240,6 +258,10 @@ def check_settings(settings: Settings) -> None:
         raise UsageError(
             f"personal_data must be one of {', '.join(PERSONAL_DATA_POLICIES)}, "
             f"not {settings.personal_data!r}"
+        )
+    if settings.log_format not in LOG_FORMATS:
+        raise UsageError(
+            f"log_format must be one of {', '.join(LOG_FORMATS)}, not {settings.log_format!r}"
         )
     if not 0 <= settings.gossip_interval_s < float("inf"):
         raise UsageError("gossip_interval_s must be a non-negative number of seconds")
@@ -302,5 +324,12 @@ def render_config(settings: Settings) -> str:
         f"token_sha256 = {s(settings.token_sha256)}\n\n"
         "[privacy]\n"
         "# none | public-roles | all: which data marked personalData is published.\n"
-        f"personal_data = {s(settings.personal_data)}\n"
+        f"personal_data = {s(settings.personal_data)}\n\n"
+        "[operations]\n"
+        "# GET B/metrics (Prometheus text) needs the operator token as a bearer token;\n"
+        "# false opens it to anyone who can reach the node. B/healthz and B/readyz are open.\n"
+        f"metrics_token_required = {'true' if settings.metrics_token_required else 'false'}\n"
+        "# text | json (one JSON object a line): the log 'exchange serve' writes to stderr;\n"
+        "# EXCHANGE_LOG_FORMAT overrides it.\n"
+        f"log_format = {s(settings.log_format)}\n"
     )

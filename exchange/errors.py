@@ -26,6 +26,7 @@
     │   └── QueryRefused               a SPARQL request the endpoint does not run (400)
     ├── QueryTimeout                   a SPARQL query ran past its time limit, or no slot (503)
     ├── ViewBuilding                   the RDF view is still being built at start (503)
+    ├── NotReady                       the node cannot serve yet: store or key unusable (503)
     ├── FetchError                     a partner unreachable or answering an error: retryable
     ├── StoreError                     the store is unusable (503)
     └── ResourceMissing                a shipped schema, context or vocabulary file is not found
@@ -57,6 +58,7 @@ __all__ = [
     "MergeRejected",
     "MerkleProofError",
     "NotFound",
+    "NotReady",
     "ObjectRevived",
     "OriginError",
     "ProofError",
@@ -342,5 +344,15 @@ class ViewBuilding(ExchangeError):
 
     problem = "sparql-unavailable"
     title = "The RDF view is being built"
+    status = 503
+    exit_code = 1
+
+
+class NotReady(ExchangeError):
+    """The node cannot serve now (``GET B/readyz``): its store does not answer a trivial
+    query, or its active signing key is not loaded."""
+
+    problem = "not-ready"
+    title = "Node not ready"
     status = 503
     exit_code = 1

@@ -16,7 +16,7 @@ import logging
 import multiprocessing
 import random
 import secrets
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -145,6 +145,8 @@ class Federation:
         self.contacts: dict[str, Contact] = {}
         #: partner -> when a pull last verified its latest checkpoint in this process.
         self.checkpoint_verified_at: dict[str, datetime] = {}
+        #: (partner, "sent" | "failed") -> pushes attempted in this process (the metrics).
+        self.pushes: Counter[tuple[str, str]] = Counter()
 
     @property
     def store(self) -> Store:
@@ -653,6 +655,7 @@ class Federation:
             after = await self._push(partner, state, end, note, now)
             await self.store.put_delivery(after)
             reached = after.attempts == 0
+            self.pushes[(partner.base_url, "sent" if reached else "failed")] += 1
             self.contacts[partner.base_url] = Contact(
                 "push", datetime.now(UTC), reached, after.last_error
             )

@@ -1,12 +1,20 @@
-"""Shared test fixtures: paths to the standards' vectors in ../shared and to the project."""
+"""Shared test fixtures: paths to the standards' vectors in ../shared and to the project,
+and a node in a temporary home with an aiohttp test client on its app."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, settings
+
+from exchange.http.server import create_app
+from exchange.operator import InitResult
+from tests.nodes import make_node
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT.parent / "shared"
@@ -65,3 +73,17 @@ def clean_postgres_schemas() -> None:
 def sqlite_only(reason: str) -> pytest.MarkDecorator:
     """For a test of the SQLite file itself: it runs in the SQLite pass."""
     return pytest.mark.skipif(bool(DATABASE_URL), reason=f"SQLite pass only: {reason}")
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> InitResult:
+    """A node created in a temporary home (its operator token in ``.token``)."""
+    return make_node(tmp_path / "node")
+
+
+@pytest.fixture
+async def client(
+    node: InitResult, aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]]
+) -> TestClient[Any, Any]:
+    """A test client on the node's app (store opened, background tasks running)."""
+    return await aiohttp_client(create_app(node.settings))

@@ -141,6 +141,22 @@ async def pinned_pair(
         await dutch.stop()
 
 
+async def get_as_operator(node: RunningNode, path: str) -> str:
+    """The body of ``GET B{path}`` with the operator's bearer token; asserts a 200 that is
+    never cached (the dashboard, the metrics)."""
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"{node.base_url}{path}", headers={"Authorization": f"Bearer {node.token}"}
+        ) as response,
+    ):
+        assert response.status == 200
+        assert response.headers["Cache-Control"] == "no-store"
+        return await response.text()
+
+
 def free_port() -> int:
     import socket
 

@@ -18,7 +18,7 @@ from exchange.node import token_digest
 from exchange.partners import OriginState, Rejection
 from exchange.store.base import MergeWrite
 from tests.html_hooks import hooks
-from tests.nodes import RunningNode, eventually, pinned_pair, practice
+from tests.nodes import RunningNode, eventually, get_as_operator, pinned_pair, practice
 
 
 @pytest.fixture
@@ -51,15 +51,7 @@ async def log_in(session: aiohttp.ClientSession, node: RunningNode) -> str:
 
 
 async def dashboard(node: RunningNode) -> str:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(
-            f"{node.base_url}/admin/dashboard", headers={"Authorization": f"Bearer {node.token}"}
-        ) as response,
-    ):
-        assert response.status == 200
-        assert response.headers["Cache-Control"] == "no-store"
-        return await response.text()
+    return await get_as_operator(node, "/admin/dashboard")
 
 
 async def test_login_logout_and_the_session_cookie(pair: tuple[RunningNode, RunningNode]) -> None:

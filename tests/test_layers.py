@@ -25,6 +25,7 @@ CORE = [
     "keys",
     "merge",
     "merkle",
+    "metrics",
     "origins",
     "proof",
     "query",

@@ -24,16 +24,6 @@ ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 PROBLEM = "application/problem+json"
 
 
-@pytest.fixture
-def node(tmp_path: Path) -> InitResult:
-    return make_node(tmp_path / "node")
-
-
-@pytest.fixture
-async def client(node: InitResult, aiohttp_client: ClientFactory) -> TestClient[Any, Any]:
-    return await aiohttp_client(create_app(node.settings))
-
-
 def bearer(node: InitResult) -> dict[str, str]:
     return {"Authorization": f"Bearer {node.token}"}
 

@@ -703,11 +703,62 @@ def _view_operations() -> dict[str, dict[str, Schema]]:
     }
 
 
+_NO_STORE: Schema = {"Cache-Control": {"schema": {"const": "no-store"}}}
+
+
+def _probe_operations() -> dict[str, dict[str, Schema]]:
+    """Liveness, readiness and metrics (exchange/http/operations.py), for the operator's
+    orchestrator and monitoring; never cached."""
+    status: Schema = {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"type": "string"}},
+    }
+    return {
+        "/healthz": {
+            "get": {
+                "operationId": "getHealth",
+                "summary": "Liveness: 200 while the process serves HTTP",
+                "responses": {
+                    "200": {**_ok("alive", {"application/json": status}), "headers": _NO_STORE}
+                },
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "getReadiness",
+                "summary": "Readiness: the store answers and the signing keys are loaded",
+                "responses": {
+                    "200": {**_ok("ready", {"application/json": status}), "headers": _NO_STORE},
+                    "503": _problem("not ready: the store or a signing key is unusable"),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "getMetrics",
+                "summary": "Prometheus metrics (text exposition format 0.0.4)",
+                "description": "Needs the operator token unless the node's config sets "
+                "[operations] metrics_token_required = false.",
+                "security": [{"operatorToken": []}, {}],
+                "responses": {
+                    "200": {
+                        **_ok("the metrics", {"text/plain": {"type": "string"}}),
+                        "headers": _NO_STORE,
+                    },
+                    "401": _problem("the operator token is missing or wrong"),
+                },
+            }
+        },
+    }
+
+
 def openapi_document(base_url: str, path_prefix: str) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the node at ``base_url`` (served under ``path_prefix``)."""
     server = base_url[: len(base_url) - len(path_prefix)] if path_prefix else base_url
     paths: dict[str, Any] = {}
-    for path, operations in {**_operations(), **_view_operations()}.items():
+    every = {**_operations(), **_view_operations(), **_probe_operations()}
+    for path, operations in every.items():
         if path == "/.well-known/exchange":
             paths[path] = operations
         elif path == "/":
@@ -721,7 +772,9 @@ def openapi_document(base_url: str, path_prefix: str) -> dict[str, Any]:
             "version": "1",
             "description": "A node of the exchange/1 protocol: its signed feed, checkpoints "
             "and proofs, the merged objects of its partners, and the operator's API. Every "
-            "4xx/5xx answer is RFC 9457 application/problem+json.",
+            "4xx/5xx answer is RFC 9457 application/problem+json. Every answer carries "
+            "an X-Request-Id header: the request's own when it sent a sane one, else a new "
+            "one (the id the node's log lines of that request carry).",
         },
         "servers": [{"url": server}],
         "paths": paths,

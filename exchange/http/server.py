@@ -38,6 +38,7 @@ from exchange.http.dashboard import Dashboard
 from exchange.http.linked_data import linked_data_context, rdf_response, rdf_wanted, sparql_routes
 from exchange.http.negotiation import preferred
 from exchange.http.openapi import openapi_document
+from exchange.http.operations import Operations
 from exchange.http.pages import PageCache
 from exchange.http.portal import Portal
 from exchange.http.problems import problem_middleware
@@ -566,7 +567,11 @@ def _background(federation: Federation) -> list[asyncio.Task[None]]:
 
 def create_app(settings: Settings, *, run_background: bool = True) -> web.Application:
     """The node's aiohttp application; opening the store and key happens on startup."""
-    app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
+    operations = Operations(NODE, FEDERATION, _require_operator, settings.path_prefix)
+    app = web.Application(
+        middlewares=[operations.middleware, problem_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
     app[PAGE_CACHE] = PageCache(settings.page_cache_bytes, settings.page_dir)
 
     async def node_context(app: web.Application) -> AsyncIterator[None]:
@@ -593,7 +598,7 @@ def create_app(settings: Settings, *, run_background: bool = True) -> web.Applic
     app.cleanup_ctx.append(node_context)
     app[RATE_LIMITER] = RateLimiter(settings.inbox_requests_per_minute)
 
-    routes = node_routes(settings.path_prefix)
+    routes = [*node_routes(settings.path_prefix), *operations.routes()]
     if settings.path_prefix:
         routes.append(web.get("/.well-known/exchange", well_known))
     else:

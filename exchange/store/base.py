@@ -21,6 +21,7 @@ from exchange.query import ObjectQuery, StoredObject
 __all__ = [
     "Append",
     "AppendResult",
+    "Counts",
     "MergeView",
     "MergeWrite",
     "ObjectPage",
@@ -104,6 +105,16 @@ class QueryPage:
 
     items: Sequence[StoredObject]
     next_after: int | None = field(default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """What :meth:`Store.counts` tallies, for the node's metrics."""
+
+    #: (origin, type, deleted) -> objects in that group; never the ``Service`` records.
+    objects: Mapping[tuple[str, str, bool], int]
+    #: (origin, problem type) -> rejected entries in that group.
+    rejections: Mapping[tuple[str, str], int]
 
 
 class Store(Protocol):
@@ -204,6 +215,11 @@ class Store(Protocol):
     async def add_rejections(self, rejections: Sequence[Rejection]) -> None: ...
 
     async def list_rejections(self, limit: int = 100) -> list[Rejection]: ...
+
+    async def counts(self) -> Counts:
+        """Objects by origin, type and deletion, and rejections by origin and problem (two
+        grouped counts, read on every metrics scrape)."""
+        ...
 
     async def received_entries(self, origin: str, start: int, end: int) -> list[str]: ...
 

@@ -28,6 +28,7 @@ from exchange.query import ObjectQuery, StoredObject, languages, search_text, up
 from exchange.store.base import (
     Append,
     AppendResult,
+    Counts,
     MergeView,
     MergeWrite,
     ObjectPage,
@@ -754,6 +755,22 @@ class SQLStore(ABC):
             (limit,),
         )
         return [Rejection(*row) for row in rows]
+
+    async def counts(self) -> Counts:
+        def work(db: Db) -> Counts:
+            objects = db.execute(
+                "SELECT origin, type, deleted, COUNT(*) FROM objects WHERE type <> 'Service'"
+                " GROUP BY origin, type, deleted"
+            ).fetchall()
+            rejections = db.execute(
+                "SELECT origin, problem, COUNT(*) FROM rejections GROUP BY origin, problem"
+            ).fetchall()
+            return Counts(
+                {(str(o), str(t), bool(d)): int(n) for o, t, d, n in objects},
+                {(str(o), str(p)): int(n) for o, p, n in rejections},
+            )
+
+        return await self._run(work)
 
     async def received_entries(self, origin: str, start: int, end: int) -> list[str]:
         rows = await self._all(
