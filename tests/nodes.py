@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -186,8 +186,17 @@ def free_ports(count: int) -> int:
     raise RuntimeError(f"no {count} consecutive free ports")
 
 
+class SeenRequest(NamedTuple):
+    """A request that reached a :class:`RunningNode`'s application."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
 class RunningNode:
-    """A node served on a real loopback port (as partners see it), restartable."""
+    """A node served on a real loopback port (as partners see it), restartable. Every
+    request that reaches its application is kept in ``requests``, in order."""
 
     def __init__(self, home: Path, name: str, country: str, **changes: Any) -> None:
         self.port = free_port()
@@ -202,6 +211,11 @@ class RunningNode:
         }
         self.settings = replace(result.settings, **{**defaults, **changes})
         self.server: Any = None
+        self.requests: list[SeenRequest] = []
+
+    def seen(self, path: str, method: str = "GET") -> int:
+        """How many ``method`` requests for ``path`` (with its query, if any) reached the node."""
+        return sum(1 for r in self.requests if r.method == method and r.path == path)
 
     @property
     def node(self) -> Any:
@@ -216,11 +230,22 @@ class RunningNode:
         return self.server.app[FEDERATION]
 
     async def start(self) -> None:
+        from aiohttp import web
         from aiohttp.test_utils import TestServer
 
         from exchange.http.server import create_app
 
-        self.server = TestServer(create_app(self.settings), host="127.0.0.1", port=self.port)
+        @web.middleware
+        async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+            self.requests.append(
+                SeenRequest(request.method, request.path_qs, dict(request.headers))
+            )
+            response: web.StreamResponse = await handler(request)
+            return response
+
+        app = create_app(self.settings)
+        app.middlewares.append(record)
+        self.server = TestServer(app, host="127.0.0.1", port=self.port)
         await self.server.start_server()
 
     async def stop(self) -> None:
