@@ -14,13 +14,15 @@ import ipaddress
 import json
 import logging
 import multiprocessing
+import os
 import random
 import secrets
+import socket
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -80,6 +82,15 @@ class Contact:
     at: datetime
     reached: bool
     detail: str = ""
+
+
+#: How often a merge is tried again when another worker merged the same origin meanwhile.
+_MERGE_ATTEMPTS = 8
+
+
+class _StateMoved(Exception):
+    """Raised inside a merge's transaction: the origin's state is not the one its proofs
+    were fetched for (another worker merged meanwhile); nothing was written."""
 
 
 async def fetch_node_document(fetcher: Fetcher, base_url: str) -> dict[str, Any]:
@@ -147,6 +158,9 @@ class Federation:
         self.checkpoint_verified_at: dict[str, datetime] = {}
         #: (partner, "sent" | "failed") -> pushes attempted in this process (the metrics).
         self.pushes: Counter[tuple[str, str]] = Counter()
+        #: This process among the workers that share the store: it pushes to a partner only
+        #: under a lease in this name (Store.lease_delivery), so no push is sent twice.
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
     @property
     def store(self) -> Store:
@@ -323,12 +337,16 @@ class Federation:
         return await self.store.origin_state(base_url) or OriginState(base_url)
 
     async def _halt(self, partner: Partner, error: IntegrityError, claim: CheckpointClaim) -> None:
-        state = await self._state(partner.base_url)
-        evidence = (state.checkpoint_note, claim.note)
         stamp = format_timestamp(datetime.now(UTC))
         rejection = Rejection(partner.base_url, None, error.detail, error.problem, stamp)
-        halted_state = halted(state, error, evidence)
-        await self.store.merge(lambda _: MergeWrite(halted_state, rejections=[rejection]))
+
+        def plan(view: MergeView) -> MergeWrite:
+            # The state as it is now, in the transaction (another worker may have merged).
+            state = view.origin_state(partner.base_url) or OriginState(partner.base_url)
+            evidence = (state.checkpoint_note, claim.note)
+            return MergeWrite(halted(state, error, evidence), rejections=[rejection])
+
+        await self.store.merge(plan)
         _log.error("origin %s halted: %s", partner.base_url, error.detail)
 
     async def _record(self, partner: Partner, error: ExchangeError, seq: int | None = None) -> None:
@@ -340,11 +358,30 @@ class Federation:
     async def _merge_run(
         self, partner: Partner, checked: Sequence[Checked], start: int, claim: CheckpointClaim
     ) -> MergeWrite:
-        """Merge a run of checked entries under ``claim``, fetching the proofs it needs."""
+        """Merge a run of checked entries under ``claim``, fetching the proofs it needs.
+
+        The proofs are fetched for the origin's state as read before the merge; another
+        worker sharing the store may merge the same origin meanwhile. The merge then finds
+        the state moved, writes nothing, and this reads it again and retries."""
+        for _ in range(_MERGE_ATTEMPTS):
+            try:
+                return await self._merge_once(partner, checked, start, claim)
+            except _StateMoved:
+                continue
+            except Equivocation as error:
+                await self._halt(partner, error, claim)
+                raise
+        raise FetchError(f"{partner.base_url}: the origin's state kept moving; try again")
+
+    async def _merge_once(
+        self, partner: Partner, checked: Sequence[Checked], start: int, claim: CheckpointClaim
+    ) -> MergeWrite:
         state = await self._state(partner.base_url)
         if state.halted:
             raise HaltedOrigin(f"{partner.base_url} is halted: {state.halt_reason}")
         end = start + len(checked)
+        if claim.size < state.checkpoint_size and end <= state.next_seq:
+            return MergeWrite(state)  # merged already (by another worker), under a newer one
         if claim.size > state.checkpoint_size:
             previous = await self._consistency(partner, state.checkpoint_size, claim.size)
             claim = replace(claim, from_previous=previous)
@@ -354,13 +391,14 @@ class Federation:
 
         def plan(view: MergeView) -> MergeWrite:
             current = view.origin_state(partner.base_url) or OriginState(partner.base_url)
+            if (current.next_seq, current.checkpoint_size) != (
+                state.next_seq,
+                state.checkpoint_size,
+            ):
+                raise _StateMoved
             return plan_run(current, checked, start, claim, now=now, get_objects=view.get_objects)
 
-        try:
-            return await self.store.merge(plan)
-        except Equivocation as error:
-            await self._halt(partner, error, claim)
-            raise
+        return await self.store.merge(plan)
 
     def _check_inline(self, partner: Partner, items: Sequence[Any], start: int) -> list[Checked]:
         return check_entries(
@@ -637,10 +675,20 @@ class Federation:
                 continue  # a slow partner's push is still under way; the others go on
             moment = now or datetime.now(UTC)
             state = await self.store.get_delivery(partner.base_url)
-            if state is None:
+            if state is None or not delivery.due(
+                delivery.claim(state, moment), min(size, checkpoint_size), moment
+            ):
                 continue
-            state = delivery.claim(state, moment)
+            # Due: take the lease (another worker may hold it, or have pushed meanwhile).
+            lease_end = moment + timedelta(seconds=3 * self.node.settings.push_timeout_s + 10)
+            leased = await self.store.lease_delivery(
+                partner.base_url, self.worker, moment, lease_end
+            )
+            if leased is None:
+                continue
+            state = delivery.claim(leased, moment)
             if not delivery.due(state, min(size, checkpoint_size), moment):
+                await self.store.put_delivery(leased)  # let the lease go
                 continue
             end = min(checkpoint_size, state.delivered + self.policy.max_entries_per_push)
             pushes.append(self._deliver(partner, state, end, note, moment))

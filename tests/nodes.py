@@ -192,6 +192,8 @@ class SeenRequest(NamedTuple):
     method: str
     path: str
     headers: dict[str, str]
+    #: The body of a POST to the inbox (empty for any other request).
+    body: bytes = b""
 
 
 class RunningNode:
@@ -237,8 +239,10 @@ class RunningNode:
 
         @web.middleware
         async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+            inbox = request.method == "POST" and request.path.endswith("/inbox")
+            body = await request.read() if inbox else b""
             self.requests.append(
-                SeenRequest(request.method, request.path_qs, dict(request.headers))
+                SeenRequest(request.method, request.path_qs, dict(request.headers), body)
             )
             response: web.StreamResponse = await handler(request)
             return response

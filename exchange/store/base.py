@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from exchange.delivery import DeliveryState
@@ -227,7 +228,17 @@ class Store(Protocol):
 
     async def list_deliveries(self) -> list[DeliveryState]: ...
 
-    async def put_delivery(self, state: DeliveryState) -> None: ...
+    async def put_delivery(self, state: DeliveryState) -> None:
+        """Write a partner's delivery state; this ends any lease on it."""
+        ...
+
+    async def lease_delivery(
+        self, partner: str, owner: str, now: datetime, until: datetime
+    ) -> DeliveryState | None:
+        """Take the push to ``partner`` for worker ``owner`` until ``until`` and return its
+        state, unless another worker holds an unexpired lease (or is taking one): None, as
+        when there is no delivery to that partner. Several workers share one store."""
+        ...
 
 
 async def merkle_proof(
