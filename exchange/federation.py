@@ -356,16 +356,25 @@ class Federation:
         )
 
     async def _merge_run(
-        self, partner: Partner, checked: Sequence[Checked], start: int, claim: CheckpointClaim
+        self,
+        partner: Partner,
+        checked: Sequence[Checked],
+        start: int,
+        claim: CheckpointClaim,
+        *,
+        pushed: bool = False,
     ) -> MergeWrite:
         """Merge a run of checked entries under ``claim``, fetching the proofs it needs.
 
         The proofs are fetched for the origin's state as read before the merge; another
         worker sharing the store may merge the same origin meanwhile. The merge then finds
-        the state moved, writes nothing, and this reads it again and retries."""
+        the state moved, writes nothing, and this reads it again and retries. A push
+        (``pushed``) whose entries are merged already, under a newer checkpoint than its
+        own, is a late duplicate and changes nothing; a pull that finds a checkpoint older
+        than the verified one is a rollback."""
         for _ in range(_MERGE_ATTEMPTS):
             try:
-                return await self._merge_once(partner, checked, start, claim)
+                return await self._merge_once(partner, checked, start, claim, pushed=pushed)
             except _StateMoved:
                 continue
             except Equivocation as error:
@@ -374,13 +383,19 @@ class Federation:
         raise FetchError(f"{partner.base_url}: the origin's state kept moving; try again")
 
     async def _merge_once(
-        self, partner: Partner, checked: Sequence[Checked], start: int, claim: CheckpointClaim
+        self,
+        partner: Partner,
+        checked: Sequence[Checked],
+        start: int,
+        claim: CheckpointClaim,
+        *,
+        pushed: bool,
     ) -> MergeWrite:
         state = await self._state(partner.base_url)
         if state.halted:
             raise HaltedOrigin(f"{partner.base_url} is halted: {state.halt_reason}")
         end = start + len(checked)
-        if claim.size < state.checkpoint_size and end <= state.next_seq:
+        if pushed and claim.size < state.checkpoint_size and end <= state.next_seq:
             return MergeWrite(state)  # merged already (by another worker), under a newer one
         if claim.size > state.checkpoint_size:
             previous = await self._consistency(partner, state.checkpoint_size, claim.size)
@@ -417,6 +432,8 @@ class Federation:
         checked: Sequence[Checked],
         start: int,
         claim: CheckpointClaim,
+        *,
+        pushed: bool = False,
     ) -> tuple[Partner, int]:
         """Merge checked entries in runs that end at each Update of the node document, so
         that the entries after a key change are checked with the keys it gives (§1, §7)."""
@@ -424,7 +441,7 @@ class Federation:
         while checked:
             cut = next((k + 1 for k, item in enumerate(checked) if changes_keys(item)), None)
             run = list(checked if cut is None else checked[:cut])
-            write = await self._merge_run(partner, run, start, claim)
+            write = await self._merge_run(partner, run, start, claim, pushed=pushed)
             rejected += len(write.rejections)
             if cut is None:
                 break
@@ -649,7 +666,7 @@ class Federation:
         async with self._lock(partner.base_url):
             try:
                 checked = self._check_inline(partner, items, start)
-                await self._merge_checked(partner, items, checked, start, claim)
+                await self._merge_checked(partner, items, checked, start, claim, pushed=True)
             except GapError:
                 self.request_pull(partner.base_url)
             except (IntegrityError, FetchError) as error:

@@ -25,6 +25,30 @@ def make_node(home: Path, base_url: str = "http://127.0.0.1:8080", **changes: An
     return result
 
 
+def postgres_url() -> str:
+    """The PostgreSQL of the tests (EXCHANGE_DATABASE_URL, else the machine's own); a test
+    that needs it fails when CI is set and it does not answer, else it is skipped."""
+    import os
+
+    import psycopg
+
+    url = os.environ.get("EXCHANGE_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test"
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.OperationalError as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL does not answer at {url}: {error}")
+        pytest.skip(f"PostgreSQL does not answer at {url} (with CI set this fails)")
+    return url
+
+
+def fresh_schema() -> str:
+    """A new schema name (dropped with the others at the start of the next run)."""
+    import secrets
+
+    return f"exchange_t{secrets.token_hex(6)}"
+
+
 def files_holding(folder: Path, needle: bytes) -> list[str]:
     """The files under ``folder`` (a SQLite database with its -wal and -shm, cached pages,
     keys, config) that hold ``needle``'s bytes."""

@@ -34,22 +34,16 @@ from exchange.config import Settings
 from exchange.federation import fetch_node_document, partner_from_document
 from exchange.httpsig import sign_request_by_keys
 from exchange.operator import init_node, open_federation
-from tests.nodes import PROJECT, RunningNode, eventually, free_port
+from tests.nodes import PROJECT, RunningNode, eventually, free_port, postgres_url
 
-DATABASE_URL = os.environ.get("EXCHANGE_DATABASE_URL") or "postgresql://postgres@127.0.0.1/test"
 PUBLISH_REQUESTS = 40  # per worker
 DRAFTS_PER_REQUEST = 3
 PARTNER_ENTRIES = 60
 
 
-@pytest.fixture(scope="module", autouse=True)
-def postgres() -> None:
-    try:
-        psycopg.connect(DATABASE_URL, connect_timeout=5).close()
-    except psycopg.OperationalError as error:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL does not answer at {DATABASE_URL}: {error}")
-        pytest.skip(f"PostgreSQL does not answer at {DATABASE_URL} (set CI to fail instead)")
+@pytest.fixture(scope="module")
+def database_url() -> str:
+    return postgres_url()
 
 
 @contextmanager
@@ -104,7 +98,7 @@ def drafts(worker: int, request: int) -> list[dict[str, Any]]:
 
 
 def log_rows(settings: Settings) -> list[tuple[int, str]]:
-    with psycopg.connect(DATABASE_URL) as connection:
+    with psycopg.connect(settings.database_url) as connection:
         rows = connection.execute(
             f'SELECT seq, object_id FROM "{settings.store_schema}".log ORDER BY seq'
         ).fetchall()
@@ -112,7 +106,7 @@ def log_rows(settings: Settings) -> list[tuple[int, str]]:
 
 
 def received_seqs(settings: Settings, origin: str) -> list[int]:
-    with psycopg.connect(DATABASE_URL) as connection:
+    with psycopg.connect(settings.database_url) as connection:
         rows = connection.execute(
             f'SELECT seq FROM "{settings.store_schema}".received WHERE origin = %s ORDER BY seq',
             (origin,),
@@ -120,7 +114,9 @@ def received_seqs(settings: Settings, origin: str) -> list[int]:
     return [int(row[0]) for row in rows]
 
 
-async def test_two_workers_share_one_log_one_merge_and_one_delivery(tmp_path: Path) -> None:
+async def test_two_workers_share_one_log_one_merge_and_one_delivery(
+    tmp_path: Path, database_url: str
+) -> None:
     ports = [free_port(), free_port()]
     base_url = f"http://127.0.0.1:{ports[0]}"  # where partners reach it: the balancer
     dutch = init_node(
@@ -128,7 +124,7 @@ async def test_two_workers_share_one_log_one_merge_and_one_delivery(tmp_path: Pa
         base_url=base_url,
         name="Samenwerkende overheid",
         country="NL",
-        environ={"EXCHANGE_DATABASE_URL": DATABASE_URL},
+        environ={"EXCHANGE_DATABASE_URL": database_url},
     )
     settings = dutch.settings
     assert settings.database_url
@@ -190,7 +186,7 @@ async def test_two_workers_share_one_log_one_merge_and_one_delivery(tmp_path: Pa
             ranges = sorted(pushes(flemish, base_url))
             covered = [seq for start, count in ranges for seq in range(start, start + count)]
             assert covered == list(range(covered[0], len(rows))), ranges
-            with psycopg.connect(DATABASE_URL) as connection:
+            with psycopg.connect(database_url) as connection:
                 (rejections,) = connection.execute(
                     f'SELECT count(*) FROM "{settings.store_schema}".rejections'
                 ).fetchone() or (None,)

@@ -204,6 +204,10 @@ class PostgresStore(SQLStore):
     def __repr__(self) -> str:
         return f"PostgresStore({redacted_url(self.url)}, schema={self.schema})"
 
+    def _message(self, error: object) -> str:
+        """One line naming the database without its password (libpq's are several)."""
+        return f"{redacted_url(self.url)}: {' '.join(str(error).split())}"
+
     # --- plumbing --------------------------------------------------------------------------
 
     async def _run(self, work: Callable[[Db], T]) -> T:
@@ -217,9 +221,9 @@ class PostgresStore(SQLStore):
             with self._pool.connection() as connection:
                 return work(_Connection(connection))
         except PoolTimeout as error:
-            raise StoreError(f"{redacted_url(self.url)}: no connection: {error}") from error
+            raise StoreError(self._message(f"no connection: {error}")) from error
         except psycopg.Error as error:
-            raise StoreError(f"{redacted_url(self.url)}: {error}") from error
+            raise StoreError(self._message(error)) from error
 
     async def _transact(self, work: Callable[[Db], T], *, serialize: bool = True) -> T:
         def transaction(db: Db) -> T:
@@ -246,7 +250,7 @@ class PostgresStore(SQLStore):
             with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as connection:
                 self._migrate(connection)
         except psycopg.Error as error:
-            raise StoreError(f"{redacted_url(self.url)}: {error}") from error
+            raise StoreError(self._message(error)) from error
         pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             self.url,
             min_size=1,
@@ -260,7 +264,7 @@ class PostgresStore(SQLStore):
             pool.open(wait=True, timeout=30)
         except PoolTimeout as error:
             pool.close()
-            raise StoreError(f"{redacted_url(self.url)}: {error}") from error
+            raise StoreError(self._message(error)) from error
         self._pool = pool
 
     def _migrate(self, connection: psycopg.Connection[Any]) -> None:
