@@ -102,6 +102,9 @@ def init_node(
     )
     # A store in PostgreSQL is recorded in the config (with its schema) from the start.
     settings = replace(settings, **database_overrides(os.environ if environ is None else environ))
+    if settings.database_url and not settings.database_schema:
+        # A new node takes a new schema, recorded in the config (never another's by chance).
+        settings = replace(settings, database_schema=f"exchange_{secrets.token_hex(8)}")
     check_settings(settings)
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     settings.key_dir.mkdir(exist_ok=True, mode=0o700)

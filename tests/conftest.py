@@ -3,8 +3,10 @@ and a node in a temporary home with an aiohttp test client on its app."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Awaitable, Callable
+import tomllib
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from hypothesis import HealthCheck, settings
 
 from exchange.http.server import create_app
 from exchange.operator import InitResult
-from tests.nodes import make_node
+from tests.nodes import FRESH_SCHEMAS, make_node
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT.parent / "shared"
@@ -36,8 +38,8 @@ def vectors() -> Path:
 
 # --- the PostgreSQL pass ------------------------------------------------------------------
 # With EXCHANGE_DATABASE_URL set, every node a test creates (init_node, exchange init, the
-# demo) keeps its store in that database, each home in a schema of its own; .ci/run runs
-# the whole suite once so. The database must answer: a test run never skips it.
+# demo) keeps its store in that database, each in a new schema of its own (init picks
+# one); .ci/run runs the whole suite once so. The database must answer: no skipping.
 
 DATABASE_URL = os.environ.get("EXCHANGE_DATABASE_URL", "")
 
@@ -47,27 +49,32 @@ def pytest_report_header() -> str:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def clean_postgres_schemas() -> None:
-    """Drop the node schemas an earlier run left (homes are temporary directories, whose
-    names a new run may reuse)."""
+def postgres_schemas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """In the PostgreSQL pass: the database must answer; at the end, the schemas of the
+    nodes this run created (found through their homes' configs) and of tests.nodes's
+    fresh_schema() are dropped. A schema another run is using is never touched."""
     if not DATABASE_URL:
+        yield
         return
     import psycopg
+    from psycopg import sql
 
     try:
-        with psycopg.connect(DATABASE_URL, autocommit=True, connect_timeout=10) as connection:
-            names = [
-                row[0]
-                for row in connection.execute(
-                    "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'exchange\\_%'"
-                )
-            ]
-            for name in names:
-                connection.execute(
-                    psycopg.sql.SQL("DROP SCHEMA {} CASCADE").format(psycopg.sql.Identifier(name))
-                )
+        psycopg.connect(DATABASE_URL, connect_timeout=10).close()
     except psycopg.OperationalError as error:
         pytest.fail(f"EXCHANGE_DATABASE_URL is set but PostgreSQL does not answer: {error}")
+    yield
+    schemas = set(FRESH_SCHEMAS)
+    for config in tmp_path_factory.getbasetemp().rglob("exchange.toml"):
+        with contextlib.suppress(OSError, ValueError):
+            store = tomllib.loads(config.read_text(encoding="utf-8")).get("store", {})
+            if isinstance(store.get("schema"), str):
+                schemas.add(store["schema"])
+    with psycopg.connect(DATABASE_URL, autocommit=True) as connection:
+        for name in sorted(schemas):
+            connection.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name))
+            )
 
 
 def sqlite_only(reason: str) -> pytest.MarkDecorator:

@@ -42,11 +42,17 @@ def postgres_url() -> str:
     return url
 
 
+#: The schemas fresh_schema() named: dropped at the end of the run (tests/conftest.py).
+FRESH_SCHEMAS: list[str] = []
+
+
 def fresh_schema() -> str:
-    """A new schema name (dropped with the others at the start of the next run)."""
+    """A new schema name, dropped at the end of the test run."""
     import secrets
 
-    return f"exchange_t{secrets.token_hex(6)}"
+    name = f"exchange_t{secrets.token_hex(6)}"
+    FRESH_SCHEMAS.append(name)
+    return name
 
 
 def files_holding(folder: Path, needle: bytes) -> list[str]:
