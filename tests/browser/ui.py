@@ -72,8 +72,12 @@ def reload_until(
     """Load ``url`` again and again (as an operator presses F5) until ``condition``."""
     deadline = time.monotonic() + timeout_s
     while True:
-        load(page, url)
-        if condition(page):
+        response = page.goto(url)
+        if response is not None and not response.ok:
+            raise AssertionError(f"GET {url}: {response.status}")
+        # None: the dashboard's own refresh (meta refresh) took over this navigation, as
+        # on a slow machine it may; the next round loads it again.
+        if response is not None and condition(page):
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"{url}: not {what} after {timeout_s:.0f} s")
