@@ -323,6 +323,19 @@ async def _replayed(stage: Stage) -> Message:
     return signed(stage, _valid_push(stage))
 
 
+async def _flood(stage: Stage) -> None:
+    """Requests of the partner (answered 400, nothing to merge) until the node says 429."""
+    for _ in range(500):
+        message = signed(stage, b"{}")
+        if (await stage.world.post(message.body, message.headers)).status == 429:
+            return
+    raise AssertionError("500 requests in a row and no 429")
+
+
+async def _one_more(stage: Stage) -> Message:
+    return signed(stage, _valid_push(stage))
+
+
 HTTP_SIGNATURE = [
     Case(
         "signature-missing", "http-signature", "http-signature", 401, _tampered(_without_signature)
@@ -426,6 +439,14 @@ HTTP_SIGNATURE = [
         401,
         _tampered(_by_key(lambda s: KeyPair(f"{s.sim.base_url}/keys/unlisted", bytes(32)))),
         "a keyid under the partner's base URL that its node document does not list",
+    ),
+    Case(
+        "inbox-flood-past-the-burst",
+        "http-signature",
+        "too-many-requests",
+        429,
+        Inbox(_one_more, setup=_flood),
+        "a partner past its token bucket (decisions.md: 600 a minute, bursts of 60)",
     ),
     Case(
         "keyid-loopback",
