@@ -278,20 +278,3 @@ async def test_an_unchanged_checkpoint_is_revalidated_with_its_etag(
     await flemish.federation.sync(dutch.base_url)
     assert statuses[-1] == 304
     assert (await flemish.node.store.origin_state(dutch.base_url)).next_seq == 1
-
-
-def test_the_fetch_timeout_comes_from_the_config_and_the_environment(tmp_path: Path) -> None:
-    from exchange.config import load_settings
-    from exchange.errors import UsageError
-    from tests.nodes import make_node
-
-    home = tmp_path / "node"
-    make_node(home)
-    assert load_settings(home, {}).fetch_timeout_s == 30.0
-    assert load_settings(home, {"EXCHANGE_FETCH_TIMEOUT_S": "2.5"}).fetch_timeout_s == 2.5
-    config = home / "exchange.toml"
-    config.write_text(config.read_text() + "\n[federation]\nfetch_timeout_s = 12\n")
-    assert load_settings(home, {}).fetch_timeout_s == 12.0
-    for wrong in ("0", "-1", "soon", "inf"):
-        with pytest.raises(UsageError):
-            load_settings(home, {"EXCHANGE_FETCH_TIMEOUT_S": wrong})

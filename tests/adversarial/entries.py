@@ -46,9 +46,22 @@ def entries(
     return Inbox(build, None if setup is None else prepare)
 
 
-def _create(name: str, **craft: Any) -> Plant:
+def _create(
+    name: str,
+    *,
+    key: Callable[[Stage], KeyPair] | None = None,
+    at: Callable[[], datetime] | None = None,
+    **craft: Any,
+) -> Plant:
+    """A Create of BestPractice ``name``, signed by ``key(stage)`` at ``at()`` when given."""
+
     def plant(stage: Stage) -> None:
-        stage.sim.craft("Create", stage.sim.best_practice(name), **craft)
+        options = dict(craft)
+        if key is not None:
+            options["key"] = key(stage)
+        if at is not None:
+            options["at"] = at()
+        stage.sim.craft("Create", stage.sim.best_practice(name), **options)
 
     return plant
 
@@ -223,15 +236,6 @@ def _proof_set(stage: Stage, entry: dict[str, Any]) -> None:
     entry["proof"] = [entry["proof"], entry["proof"]]
 
 
-def _another_partners_key(stage: Stage) -> None:
-    stage.sim.craft("Create", stage.sim.best_practice("foreign"), key=stage.world.bystander.key)
-
-
-def _our_keyid_another_key(stage: Stage) -> None:
-    impostor = KeyPair(stage.key.id, stage.world.bystander.key.seed)
-    stage.sim.craft("Create", stage.sim.best_practice("impostor"), key=impostor)
-
-
 OBJECT_PROOF = [
     Case("proof-missing", "object-proof", "schema", 202, entries(_after(_drop_proof))),
     Case(
@@ -239,7 +243,7 @@ OBJECT_PROOF = [
         "object-proof",
         "origin",
         202,
-        entries(_another_partners_key),
+        entries(_create("foreign", key=lambda s: s.world.bystander.key)),
         "signed by a key of another pinned partner (rule 1: the key must be the origin's)",
     ),
     Case(
@@ -247,7 +251,7 @@ OBJECT_PROOF = [
         "object-proof",
         "proof",
         202,
-        entries(_our_keyid_another_key),
+        entries(_create("impostor", key=lambda s: KeyPair(s.key.id, s.world.bystander.key.seed))),
         "the partner's verificationMethod, signed by another partner's private key",
     ),
     Case(
@@ -279,13 +283,7 @@ OBJECT_PROOF = [
         "object-proof",
         "key",
         202,
-        entries(
-            lambda s: s.sim.craft(
-                "Create",
-                s.sim.best_practice("unlisted"),
-                key=key_pair(f"{s.sim.base_url}/keys/unlisted", "unlisted"),
-            )
-        ),
+        entries(_create("unlisted", key=lambda s: key_pair(f"{s.sim.base_url}/keys/x", "x"))),
         "a key under no id the partner's node document lists",
     ),
     Case(
@@ -315,13 +313,7 @@ OBJECT_PROOF = [
         "object-proof",
         "key",
         202,
-        entries(
-            lambda s: s.sim.craft(
-                "Create",
-                s.sim.best_practice("future"),
-                at=datetime.now(UTC) + timedelta(hours=1),
-            )
-        ),
+        entries(_create("future", at=lambda: datetime.now(UTC) + timedelta(hours=1))),
     ),
     Case("proof-set-of-two", "object-proof", "schema", 202, entries(_after(_proof_set))),
 ]
