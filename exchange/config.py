@@ -88,6 +88,10 @@ class Settings:
     sync_interval_s: float = 60.0
     delivery_interval_s: float = 0.25
     push_timeout_s: float = 10.0
+    #: One fetch from a partner (a feed page, a checkpoint, a proof, a node document) may
+    #: take this long in all, however slowly the partner sends: a partner dripping bytes
+    #: ends the pull with a FetchError instead of holding it.
+    fetch_timeout_s: float = 30.0
     inbox_requests_per_minute: int = 600
     #: Worker processes that verify pulled pages (0: verify in the node's own process).
     verify_workers: int = 0
@@ -194,6 +198,7 @@ def load_settings(home: Path, environ: Mapping[str, str]) -> Settings:
         open_follow_requests=bool(data.get("federation", {}).get("open_follow_requests", False)),
         verify_workers=int(data.get("federation", {}).get("verify_workers", os.cpu_count() or 1)),
         gossip_interval_s=_seconds(data.get("federation", {}).get("gossip_interval_s", 300.0)),
+        fetch_timeout_s=_seconds(data.get("federation", {}).get("fetch_timeout_s", 30.0)),
         sparql_timeout_s=_seconds(data.get("sparql", {}).get("timeout_s", 5.0)),
         sparql_max_results=_count(data.get("sparql", {}).get("max_results", 10_000)),
         metrics_token_required=_flag(operations, "metrics_token_required", True, where),
@@ -209,6 +214,8 @@ def load_settings(home: Path, environ: Mapping[str, str]) -> Settings:
         overrides["verify_workers"] = int(environ["EXCHANGE_VERIFY_WORKERS"])
     if "EXCHANGE_GOSSIP_INTERVAL_S" in environ:
         overrides["gossip_interval_s"] = _seconds(environ["EXCHANGE_GOSSIP_INTERVAL_S"])
+    if "EXCHANGE_FETCH_TIMEOUT_S" in environ:
+        overrides["fetch_timeout_s"] = _seconds(environ["EXCHANGE_FETCH_TIMEOUT_S"])
     if "EXCHANGE_SYNC_INTERVAL_S" in environ:
         overrides["sync_interval_s"] = _seconds(environ["EXCHANGE_SYNC_INTERVAL_S"])
     if "EXCHANGE_SPARQL_TIMEOUT_S" in environ:
@@ -267,6 +274,8 @@ def check_settings(settings: Settings) -> None:
         raise UsageError("gossip_interval_s must be a non-negative number of seconds")
     if not 0 < settings.sync_interval_s < float("inf"):
         raise UsageError("sync_interval_s must be a positive number of seconds")
+    if not 0 < settings.fetch_timeout_s < float("inf"):
+        raise UsageError("fetch_timeout_s must be a positive number of seconds")
     if not 0 < settings.sparql_timeout_s < float("inf"):
         raise UsageError("sparql_timeout_s must be a positive number of seconds")
     if not 1 <= settings.page_size <= 1000:

@@ -11,7 +11,8 @@
     │   ├── CheckpointError            a signed note or checkpoint is malformed or unsigned
     │   ├── OriginError                a URL without a comparable origin, or another node's (rule 1)
     │   ├── ObjectRevived              a deleted object published again (409, rule 5)
-    │   ├── MergeRejected              a verified entry that breaks a merge rule (4, 5)
+    │   ├── MergeRejected              a verified entry that breaks a merge rule (4, 5) or is
+    │   │                              dated after its own signature
     │   ├── Equivocation               two inconsistent signed checkpoints of one origin
     │   ├── Rollback                   a checkpoint smaller than one already verified
     │   ├── GapError                   entries after the next expected seq (pulled instead)
@@ -284,7 +285,9 @@ class HaltedOrigin(IntegrityError):
 
 
 class MergeRejected(IntegrityError):
-    """An entry that verifies but breaks a merge rule (rules 4, 5)."""
+    """An entry that verifies but breaks a merge rule (rules 4, 5), or whose dates cannot
+    be true: after the moment its own proof says it was signed, or updated before it was
+    published."""
 
     problem = "merge-rule"
     title = "Entry breaks a merge rule"

@@ -33,8 +33,9 @@ from exchange.config import log_origin
 from exchange.errors import ExchangeError, IntegrityError, UsageError
 from exchange.http.client import Fetcher, FetchError
 from exchange.ingest import CheckpointClaim, Equivocation, GapError, HaltedOrigin, halted, plan_run
-from exchange.merge import check_node_document, keyring_from_node_document
+from exchange.merge import check_context, check_node_document, keyring_from_node_document
 from exchange.node import Node, NotFound
+from exchange.origins import OriginError, origin
 from exchange.partners import OriginState, Partner, Rejection
 from exchange.resources import CONTEXT_IRIS
 from exchange.store.base import MergeView, MergeWrite, Store
@@ -212,6 +213,10 @@ class Federation:
         base_url, separator, _ = key_id.partition("/keys/")
         if not separator:
             return None
+        try:
+            origin(base_url)  # user information, a bad host or port: never fetched
+        except OriginError:
+            return None
         settings = self.node.settings
         if not settings.unsafe_private_follow_requests:
             if not base_url.startswith("https://") or not await public_address(base_url):
@@ -227,6 +232,7 @@ class Federation:
 
     async def queue_follow_request(self, partner: Partner, follow: Mapping[str, Any]) -> None:
         """Keep a verified Follow from a stranger for the operator's approval."""
+        check_context(follow)
         if follow.get("actor") != partner.base_url or follow.get("object") != self.node.base_url:
             raise IntegrityError("a Follow names its sender as actor and this node as object")
         await self.store.put_partner(replace(partner, approved=False))
@@ -280,6 +286,7 @@ class Federation:
 
     async def handle_activity(self, partner: Partner, activity: Mapping[str, Any]) -> None:
         """An inbox message from a verified partner (protocol.md §6)."""
+        check_context(activity)
         kind = activity.get("type")
         if kind == "OrderedCollectionPage":
             await self.receive_push(partner, activity)

@@ -108,7 +108,9 @@ def plan_run(
     Entries already merged are skipped (rule 3); a run that starts after the next expected
     seq raises GapError (rule 2). Raises Rollback, Equivocation or MerkleProofError when the
     run does not lie on a checkpoint consistent with the verified history; nothing of it
-    is then merged. Rejected entries are recorded and still count in the tree (rule 6).
+    is then merged. Rejected entries are recorded and still count in the tree (rule 6); the
+    store keeps the JSON of merged entries only, so a stale or reviving entry that verified
+    but broke rule 4 or 5 leaves no content behind.
     """
     checked_state = accept_checkpoint(state, claim)
     skip = state.next_seq - start
@@ -139,10 +141,6 @@ def plan_run(
         if entry is None:
             rejections.append(Rejection(state.base_url, seq, item.reason, item.problem, stamp))
             continue
-        text = entry.leaf.decode() if entry.leaf else _json(entry.document)
-        received.append((seq, entry.leaf_hash, text, entry.object_id))
-        if entry.activity in ("Create", "Update"):
-            content.add(seq)
         current: ObjectRecord | None = None
         if entry.object_id is not None:
             current = (
@@ -152,9 +150,13 @@ def plan_run(
             )
         try:
             outcome = decide(current, entry)
-        except IntegrityError as error:
+        except IntegrityError as error:  # verified, but not merged: nothing of it is kept
             rejections.append(Rejection(state.base_url, seq, error.detail, error.problem, stamp))
             continue
+        text = entry.leaf.decode() if entry.leaf else _json(entry.document)
+        received.append((seq, entry.leaf_hash, text, entry.object_id))
+        if entry.activity in ("Create", "Update"):
+            content.add(seq)
         if outcome.record is not None:
             overlay[outcome.record.id] = outcome.record
         if outcome.action == "node-document":

@@ -13,7 +13,7 @@ import base64
 import binascii
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -30,6 +30,7 @@ from exchange.keys import PublicKey, public_key_from_multibase
 from exchange.merkle import leaf_hash
 from exchange.origins import OriginError, is_under
 from exchange.proof import verify_proof
+from exchange.resources import CONTEXT_FILES
 from exchange.schema import check
 from exchange.timestamps import parse_timestamp
 
@@ -39,6 +40,8 @@ __all__ = [
     "MergeRejected",
     "Outcome",
     "VerifiedEntry",
+    "check_context",
+    "check_dates",
     "check_node_document",
     "check_shape",
     "decide",
@@ -93,6 +96,19 @@ def check_shape(entry: Mapping[str, Any]) -> None:
                 stack.append((value, where))
         elif isinstance(node, list):
             stack.extend((item, f"{path}/{index}") for index, item in enumerate(node))
+
+
+def check_context(message: Mapping[str, Any]) -> None:
+    """protocol.md §1: a message names only contexts the node ships, by their IRI. Any
+    other IRI could only be read by fetching it, and an inline context redefines terms, so
+    that the signed JSON would read otherwise as JSON-LD; both are refused."""
+    if "@context" not in message:
+        return
+    value = message["@context"]
+    for name in value if isinstance(value, list) else [value]:
+        if not isinstance(name, str) or name not in CONTEXT_FILES:
+            shown = name if isinstance(name, str) else "an inline context"
+            raise SchemaError(f"/@context: {shown} is not a context this node ships")
 
 
 def _check_shape_canonical(entry: Mapping[str, Any], leaf: bytes) -> None:
@@ -175,7 +191,7 @@ def verify_entry(
     if not is_under(method, base_url):
         raise OriginError(f"/proof/verificationMethod: {method!r} is not a key of {base_url}")
     unsecured = {name: value for name, value in entry.items() if name != "proof"}
-    verify_proof(
+    proof = verify_proof(
         unsecured,
         entry["proof"],
         keys.resolve,
@@ -183,9 +199,47 @@ def verify_entry(
         max_clock_skew_s=max_clock_skew_s,
         transformed=_without_proof(leaf, entry["proof"]),
     )
+    check_dates(entry, proof.created, max_clock_skew_s)
     return VerifiedEntry(
         base_url, expected_seq, str(entry["type"]), object_id, entry, leaf_hash(leaf), leaf
     )
+
+
+#: The members of an entry that say when it, or its object, was written or deleted.
+_DATES = (
+    ("", "published"),
+    ("/object", "published"),
+    ("/object", "updated"),
+    ("/object", "deleted"),
+)
+
+
+def check_dates(entry: Mapping[str, Any], signed_at: datetime, max_clock_skew_s: int) -> None:
+    """No entry is dated after the moment its verified proof says it was signed (beyond the
+    clock skew), and no object was updated before it was published: such dates are absurd,
+    and would pin an object at the top of every "recently updated" listing (rule 6).
+
+    A timestamp the schema admits but no clock shows (second 60, year 0000) is refused
+    too: it cannot be compared with anything."""
+    latest = signed_at + timedelta(seconds=max_clock_skew_s)
+    moments: dict[str, datetime] = {}
+    for where, name in _DATES:
+        holder = entry if not where else entry.get("object")
+        value = holder.get(name) if isinstance(holder, Mapping) else None
+        if value is None:
+            continue
+        pointer = f"{where}/{name}"
+        try:
+            moment = parse_timestamp(value)
+            moment.astimezone(UTC)
+        except (ValueError, OverflowError):
+            raise SchemaError(f"{pointer}: {value!r} is no instant this node can compare") from None
+        if moment > latest:
+            raise MergeRejected(f"{pointer}: {value} is after the proof's created time {signed_at}")
+        moments[pointer] = moment
+    published, updated = moments.get("/object/published"), moments.get("/object/updated")
+    if published is not None and updated is not None and updated < published:
+        raise MergeRejected("/object/updated: the object was updated before it was published")
 
 
 def check_node_document(document: Mapping[str, Any], base_url: str) -> None:

@@ -269,7 +269,9 @@ async def open_federation(settings: Settings) -> AsyncIterator[Federation]:
     """The node's federation with an HTTP client, for one CLI command."""
     async with (
         open_node(settings) as node,
-        fetcher(node.key, signing_keys=node.signing_keys) as client,
+        fetcher(
+            node.key, signing_keys=node.signing_keys, timeout_s=settings.fetch_timeout_s
+        ) as client,
     ):
         with verifier_pool(settings.verify_workers) as executor:
             yield Federation(node, client, executor=executor)

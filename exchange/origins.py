@@ -2,13 +2,19 @@
 
 Origins are (scheme, host, port) triples after normalisation, never strings
 (protocol.md §7 rule 1): the scheme and host are lower-cased, a trailing dot is dropped,
-an internationalised host is converted to its IDNA A-label, and the default port is made
-explicit. A URL with user information, an empty host, or an encoded slash or backslash in
-its host is refused: such URLs only ever serve to confuse a comparison.
+an internationalised host is converted to its IDNA A-label, an IPv6 literal is written in
+its compressed form, and the default port is made explicit (an empty port is the default
+one, RFC 3986 §3.2.3). A URL with user information, an empty host or label, a host with
+any character but letters, digits, ``-``, ``_`` and dots (an encoded slash, a backslash, a
+space, a zone id), or an IPv4 address in any form but four decimal parts (``127.1``,
+``2130706433``, ``0x7f.0.0.1``, ``0177.0.0.1``, which resolvers read as 127.0.0.1) is
+refused: such URLs only ever serve to confuse a comparison.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlsplit
@@ -37,12 +43,22 @@ class Origin:
         return f"{self.scheme}://{host}{port}"
 
 
+_NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*")
+#: A last label that a resolver reads as (part of) an IPv4 address: decimal, octal or hex.
+_NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|[0-9]+)")
+
+
 def _host(raw: str, url: str) -> str:
     host = raw.lower()
     if any(char in host for char in "%\\/@") or not host:
         raise OriginError(f"{url!r} has a host that cannot be compared safely")
     if host.startswith("["):
-        return host.strip("[]")
+        try:
+            if not host.endswith("]"):
+                raise ValueError("no closing bracket")
+            return ipaddress.IPv6Address(host[1:-1]).compressed
+        except ValueError:
+            raise OriginError(f"{url!r} has a host that is no IPv6 address") from None
     if host.endswith("."):
         host = host[:-1]
     if not host or ".." in host:
@@ -52,6 +68,15 @@ def _host(raw: str, url: str) -> str:
             host = idna.encode(host, uts46=True).decode("ascii")
         except idna.IDNAError as error:
             raise OriginError(f"{url!r} has an invalid internationalised host: {error}") from None
+    if not _NAME.fullmatch(host):
+        raise OriginError(f"{url!r} has a host that cannot be compared safely")
+    if _NUMERIC_LABEL.fullmatch(host.rsplit(".", 1)[-1]):
+        try:
+            canonical = str(ipaddress.IPv4Address(host)) == host
+        except ValueError:
+            canonical = False
+        if not canonical:
+            raise OriginError(f"{url!r} writes an IPv4 address in an ambiguous form")
     return host
 
 
@@ -68,7 +93,8 @@ def origin(url: str) -> Origin:
         raise OriginError(f"{url!r} is not an http(s) URL")
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
         raise OriginError(f"{url!r} carries user information")
-    hostname = parts.netloc.rsplit(":", 1)[0] if port is not None else parts.netloc
+    netloc = parts.netloc.removesuffix(":")  # an empty port is the default port
+    hostname = netloc.rsplit(":", 1)[0] if port is not None else netloc
     host = _host(hostname, url)
     return Origin(scheme, host, port if port is not None else _DEFAULT_PORTS[scheme])
 

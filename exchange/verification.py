@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from exchange.canonical import canonicalize, parse
+from exchange.canonical import MAX_SEPARATORS, canonicalize, check_separators, parse
 from exchange.errors import IntegrityError
 from exchange.merge import KeyRing, VerifiedEntry, verify_entry
 from exchange.merkle import leaf_hash
@@ -68,7 +68,11 @@ def _header_bytes(page: Mapping[str, Any]) -> bytes:
 
 
 def parse_page(raw: bytes) -> tuple[dict[str, Any], list[bytes | None]]:
-    """The page and each entry's JCS bytes (None where an entry is not I-JSON with integers)."""
+    """The page and each entry's JCS bytes (None where an entry is not I-JSON with integers).
+
+    A page with more commas and colons than a partner's message may hold is refused before
+    either parser builds it (:data:`~exchange.canonical.MAX_SEPARATORS`)."""
+    check_separators(raw, MAX_SEPARATORS)
     try:
         page = orjson.loads(raw)
     except orjson.JSONDecodeError:

@@ -23,16 +23,22 @@ Knobs (each one is an attack a test names):
 - :attr:`next_links` / :attr:`page_alias`: a page's ``next`` link, or which page's
   entries a page number serves (a ``next`` that loops, a page served twice).
 - :attr:`consistency_override`: the hashes any consistency proof answers with.
+- :attr:`page_override` / :attr:`dropped`: the exact bytes a page number answers with (a
+  page cached from an older checkpoint, a page that is not JSON), or seqs left out of the
+  pages (a gap).
+- :attr:`redirects`: a path answered with a redirect to any URL (a pull led elsewhere).
+- :attr:`drip_s`: every answer is sent one byte at a time, this many seconds apart.
 
 :attr:`requests` records every path asked for, so a test can bound what a client did.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -56,6 +62,7 @@ __all__ = ["FeedSimulator", "SimulatedKey", "free_port", "key_pair", "running_si
 ACTIVITY_JSON = "application/activity+json"
 MAX_ENTRY_BYTES = 256 * 1024
 Mutation = Callable[[dict[str, Any]], None]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def key_pair(key_id: str, label: str) -> KeyPair:
@@ -119,6 +126,10 @@ class FeedSimulator:
         self.next_links: dict[int, str | None] = {}
         self.page_alias: dict[int, int] = {}
         self.consistency_override: Callable[[int, int], Sequence[bytes]] | None = None
+        self.page_override: dict[int, bytes] = {}
+        self.dropped: set[int] = set()
+        self.redirects: dict[str, str] = {}
+        self.drip_s: float | None = None
         self.requests: list[str] = []
         self._server: TestServer | None = None
 
@@ -296,6 +307,8 @@ class FeedSimulator:
         return self.substituted.get(seq, self.leaves[seq])
 
     def _page(self, number: int) -> bytes | None:
+        if number in self.page_override:
+            return self.page_override[number]
         last = self.size // self.page_size
         if not 0 <= number <= last:
             return None
@@ -320,13 +333,34 @@ class FeedSimulator:
                 header.pop("next", None)
             else:
                 header["next"] = link
-        items = b",".join(self._served_leaf(seq) for seq in range(start, end))
+        items = b",".join(
+            self._served_leaf(seq) for seq in range(start, end) if seq not in self.dropped
+        )
         head = json.dumps(header, separators=(",", ":")).encode()[:-1]
         return head + b',"orderedItems":[' + items + b"]}"
 
     def app(self) -> web.Application:
         async def record(request: web.Request) -> None:
             self.requests.append(request.path_qs)
+
+        @web.middleware
+        async def misbehave(request: web.Request, handler: Handler) -> web.StreamResponse:
+            location = self.redirects.get(request.path)
+            if location is not None:
+                await record(request)
+                raise web.HTTPFound(location)
+            response = await handler(request)
+            if self.drip_s is None or not isinstance(response, web.Response):
+                return response
+            body = response.body if isinstance(response.body, bytes) else b""
+            dripping = web.StreamResponse(status=response.status)
+            dripping.content_type = response.content_type
+            await dripping.prepare(request)
+            for byte in body:
+                await dripping.write(bytes([byte]))
+                await asyncio.sleep(self.drip_s)
+            await dripping.write_eof()
+            return dripping
 
         async def node_document(request: web.Request) -> web.Response:
             await record(request)
@@ -387,7 +421,7 @@ class FeedSimulator:
             return hashes(inclusion_proof(self.tree, index, size))
 
         p = self.prefix
-        app = web.Application()
+        app = web.Application(middlewares=[misbehave])
         app.add_routes(
             [
                 web.get(p or "/", node_document),

@@ -228,9 +228,13 @@ class SeenRequest(NamedTuple):
 
 class RunningNode:
     """A node served on a real loopback port (as partners see it), restartable. Every
-    request that reaches its application is kept in ``requests``, in order."""
+    request that reaches its application is kept in ``requests``, in order; with
+    ``keep_bodies`` (the default) the body of each POST to the inbox too, read before the
+    node sees the request (so a test of the node's own body limits turns it off)."""
 
-    def __init__(self, home: Path, name: str, country: str, **changes: Any) -> None:
+    def __init__(
+        self, home: Path, name: str, country: str, *, keep_bodies: bool = True, **changes: Any
+    ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         result = init_node(home, base_url=self.base_url, name=name, country=country)
@@ -244,6 +248,7 @@ class RunningNode:
         self.settings = replace(result.settings, **{**defaults, **changes})
         self.server: Any = None
         self.requests: list[SeenRequest] = []
+        self.keep_bodies = keep_bodies
 
     def seen(self, path: str, method: str = "GET") -> int:
         """How many ``method`` requests for ``path`` (with its query, if any) reached the node."""
@@ -269,7 +274,9 @@ class RunningNode:
 
         @web.middleware
         async def record(request: web.Request, handler: Any) -> web.StreamResponse:
-            inbox = request.method == "POST" and request.path.endswith("/inbox")
+            inbox = (
+                self.keep_bodies and request.method == "POST" and request.path.endswith("/inbox")
+            )
             body = await request.read() if inbox else b""
             self.requests.append(
                 SeenRequest(request.method, request.path_qs, dict(request.headers), body)

@@ -64,6 +64,9 @@ REJECTED = {
     "overflowing double": (b"[1e400]", "overflows a double"),
     "integer beyond 2^53": (b'{"n": 9007199254740992}', "beyond ±(2^53−1)"),
     "negative integer beyond 2^53": (b"[-9007199254740992]", "beyond ±(2^53−1)"),
+    # Past 4300 digits Python's int() raises a ValueError of its own: refused before it.
+    "integer of 5000 digits": (b"[" + b"9" * 5000 + b"]", "beyond ±(2^53−1)"),
+    "negative integer of 5000 digits": (b"[-" + b"1" * 5000 + b"]", "beyond ±(2^53−1)"),
     "byte order mark": (b'\xef\xbb\xbf{"a": 1}', "byte order mark"),
     "invalid UTF-8": (b'{"a": "\xff"}', "invalid UTF-8 at byte 7"),
     "trailing data": (b'{"a": 1} {"b": 2}', "Extra data"),
@@ -76,6 +79,14 @@ REJECTED = {
 def test_not_ijson_is_rejected_with_a_reason(data: bytes, reason: str) -> None:
     with pytest.raises(InvalidJSON, match=re.escape(reason)):
         parse(data)
+
+
+def test_a_text_with_more_commas_and_colons_than_allowed_is_refused_before_parsing() -> None:
+    assert parse(b'{"a": [0,0,0,0,0,0,0,0]}', max_separators=8) == {"a": [0] * 8}
+    with pytest.raises(InvalidJSON, match="9 commas and colons, more than the 8"):
+        parse(b'{"a": [0,0,0,0,0,0,0,0,0]}', max_separators=8)
+    with pytest.raises(InvalidJSON, match="refused before parsing"):  # not even JSON
+        parse(b"::::::::: not JSON", max_separators=8)
 
 
 def test_largest_safe_integers_are_accepted() -> None:

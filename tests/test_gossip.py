@@ -228,17 +228,33 @@ def test_a_document_that_is_not_a_checkpoints_document_is_refused(document: Any)
         parse_checkpoints(document, f"{BASE}/checkpoints")
 
 
-def test_the_gossip_interval_comes_from_the_config_and_the_environment(tmp_path: Path) -> None:
+#: [federation] durations: (setting, its default, a value the environment may set, values
+#: it may not). A gossip interval of 0 means every pull; a fetch timeout must be positive.
+FEDERATION_DURATIONS = {
+    "gossip-interval": ("gossip_interval_s", 300.0, "0", ("-1", "soon", "nan", "inf")),
+    "fetch-timeout": ("fetch_timeout_s", 30.0, "2.5", ("0", "-1", "soon", "inf")),
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "default", "allowed", "wrong"),
+    FEDERATION_DURATIONS.values(),
+    ids=FEDERATION_DURATIONS.keys(),
+)
+def test_a_federation_duration_comes_from_the_config_and_the_environment(
+    tmp_path: Path, name: str, default: float, allowed: str, wrong: tuple[str, ...]
+) -> None:
     home = tmp_path / "node"
     make_node(home)
-    assert load_settings(home, {}).gossip_interval_s == 300.0
-    assert load_settings(home, {"EXCHANGE_GOSSIP_INTERVAL_S": "0"}).gossip_interval_s == 0.0
+    variable = f"EXCHANGE_{name.upper()}"
+    assert getattr(load_settings(home, {}), name) == default
+    assert getattr(load_settings(home, {variable: allowed}), name) == float(allowed)
     config = home / "exchange.toml"
-    config.write_text(config.read_text() + "\n[federation]\ngossip_interval_s = 42\n")
-    assert load_settings(home, {}).gossip_interval_s == 42.0
-    for wrong in ("-1", "soon", "nan", "inf"):
+    config.write_text(config.read_text() + f"\n[federation]\n{name} = 42\n")
+    assert getattr(load_settings(home, {}), name) == 42.0
+    for value in wrong:
         with pytest.raises(UsageError):
-            load_settings(home, {"EXCHANGE_GOSSIP_INTERVAL_S": wrong})
+            load_settings(home, {variable: value})
 
 
 # --- real nodes on loopback ------------------------------------------------------------------

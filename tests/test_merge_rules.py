@@ -498,8 +498,10 @@ async def test_an_entry_attack_is_rejected_and_the_origin_goes_on(
 
 
 def signed_by_retired_key_before_revocation(sim: FeedSimulator) -> str:
-    obj = sim.best_practice("old-but-valid")
-    sim.craft("Create", obj, key=sim_key(sim, "retired"), at=sim.now - timedelta(days=3))
+    at = sim.now - timedelta(days=3)
+    stamp = format_timestamp(at)  # written when it was signed, three days ago
+    obj = sim.best_practice("old-but-valid", published=stamp, updated=stamp)
+    sim.craft("Create", obj, key=sim_key(sim, "retired"), at=at)
     return str(obj["id"])
 
 
@@ -606,7 +608,8 @@ async def test_updates_and_deletes_propagate_and_a_tombstone_is_never_revived(
 
 def _own_update(sim: FeedSimulator, own: ObjectRecord) -> None:
     obj = {**own.body, "version": own.version + 1, "attributedTo": sim.base_url}
-    sim.craft("Update", {**obj, "nameMap": {"en": "Taken over"}})
+    # Signed now, after the object's own dates: only rule 1 is broken.
+    sim.craft("Update", {**obj, "nameMap": {"en": "Taken over"}}, at=datetime.now(UTC))
 
 
 def _own_delete(sim: FeedSimulator, own: ObjectRecord) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from exchange.canonical import parse
+from exchange.canonical import MAX_SEPARATORS, parse
 from exchange.errors import (
     FetchError,
     IntegrityError,
@@ -94,7 +94,7 @@ class Fetcher:
     async def get_json(self, url: str) -> Any:
         _, body, _ = await self.get_bytes(url)
         try:
-            return parse(body)
+            return parse(body, max_separators=MAX_SEPARATORS)
         except IntegrityError as error:
             raise IntegrityError(f"{url}: {error.detail}") from None
 

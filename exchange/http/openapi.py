@@ -541,8 +541,11 @@ def _operations() -> dict[str, dict[str, Schema]]:
                     "400": _problem("not I-JSON or not an activity"),
                     "401": _problem("no valid HTTP signature"),
                     "403": _problem("the keyid is not a partner's"),
+                    "411": _problem("no Content-Length"),
                     "413": _problem("the body is too large"),
-                    "415": _problem("not application/activity+json or application/ld+json"),
+                    "415": _problem(
+                        "not application/activity+json or application/ld+json, or a content coding"
+                    ),
                     "422": _problem("the activity breaks a rule"),
                     "429": _problem("too many requests; see Retry-After"),
                 },

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from exchange.errors import PROBLEM_BASE, ExchangeError, InvalidParameter
 
-__all__ = ["PROBLEM_JSON", "problem_middleware", "problem_response"]
+__all__ = ["PROBLEM_JSON", "Handler", "problem_middleware", "problem_response"]
 
 PROBLEM_JSON = "application/problem+json"
 _log = logging.getLogger(__name__)
@@ -23,6 +23,7 @@ _HTTP_PROBLEMS = {
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
     406: ("not-acceptable", "Not acceptable"),
+    411: ("length-required", "Length required"),
     413: ("too-large", "Request body too large"),
     415: ("unsupported-media-type", "Unsupported media type"),
     429: ("too-many-requests", "Too many requests"),
@@ -81,7 +82,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         headers = {
             name: value
             for name, value in error.headers.items()
-            if name in ("Allow", "Retry-After", "WWW-Authenticate")
+            if name in ("Accept-Encoding", "Allow", "Retry-After", "WWW-Authenticate")
         }
         detail = (
             error.text if error.text and not error.text.startswith(str(error.status)) else title

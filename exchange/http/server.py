@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from exchange import feed, gossip, merkle
-from exchange.canonical import parse
+from exchange.canonical import MAX_SEPARATORS, parse
 from exchange.config import Settings
 from exchange.entries import ObjectRecord, check_reason, object_iri
 from exchange.errors import (
@@ -41,11 +41,11 @@ from exchange.http.openapi import openapi_document
 from exchange.http.operations import Operations
 from exchange.http.pages import PageCache
 from exchange.http.portal import Portal
-from exchange.http.problems import problem_middleware
+from exchange.http.problems import Handler, problem_middleware
 from exchange.httpsig import signature_key_id, verify_request
 from exchange.merge import keyring_from_node_document
 from exchange.node import Node, NotFound, open_node
-from exchange.origins import is_under
+from exchange.origins import OriginError, is_under
 from exchange.partners import Partner
 from exchange.query import StoredObject, encode_cursor, item_bytes, listing_bytes, parse_query
 from exchange.resources import CONTEXT_IRIS, data_dir, read_json
@@ -433,24 +433,30 @@ RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 
 
 async def inbox(request: web.Request) -> web.Response:
+    """protocol.md §6, each check in its order; nothing of the body is read before the
+    request's headers have passed every check they can decide (media type, coding, size,
+    keyid, rate), so a body refused early is never read (see ``create_app``)."""
     node = _node(request)
     federation = request.app[FEDERATION]
     settings = node.settings
-    # 1. media type -> 415
+    # 1. media type -> 415; a content coding (a gzip bomb) is not taken either (RFC 9110
+    #    §15.5.16): the signature and digest cover the bytes as sent.
     if request.content_type not in INBOX_MEDIA_TYPES:
         raise web.HTTPUnsupportedMediaType(text="the inbox takes application/activity+json")
-    # 2. size -> 413, read at most max_body_bytes
-    if request.content_length is not None and request.content_length > settings.max_body_bytes:
+    if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        raise web.HTTPUnsupportedMediaType(
+            text="the inbox takes no content coding", headers={"Accept-Encoding": "identity"}
+        )
+    # 2. size -> 413 on the declared length (411 without one), before reading anything
+    if request.content_length is None:
+        raise web.HTTPLengthRequired(text="send the body with a Content-Length")
+    if request.content_length > settings.max_body_bytes:
         raise web.HTTPRequestEntityTooLarge(
             max_size=settings.max_body_bytes, actual_size=request.content_length
         )
-    body = await request.read()
     # 3. keyid not under a known partner -> 403, before anything is fetched
     headers = request.headers
-    try:
-        key_id = signature_key_id(headers)
-    except SignatureError as error:
-        raise web.HTTPUnauthorized(text=error.detail) from None
+    key_id = signature_key_id(headers)
     partner = await _partner_for_key(node, key_id)
     if partner is None and settings.open_follow_requests:
         partner = await federation.stranger(key_id)  # fetches that one node document
@@ -459,7 +465,8 @@ async def inbox(request: web.Request) -> web.Response:
     # 7. rate limit per partner -> 429
     if not request.app[RATE_LIMITER].allow(partner.base_url, time.monotonic()):
         raise web.HTTPTooManyRequests(text="slow down", headers={"Retry-After": "5"})
-    # 4. signature, created, digest, key -> 401
+    # 4. signature, created, digest, key -> 401 (SignatureError: problem http-signature)
+    body = await request.read()
     target = f"{node.base_url}/inbox" + (f"?{request.query_string}" if request.query_string else "")
     keys = keyring_from_node_document(partner.document)
     try:
@@ -472,10 +479,10 @@ async def inbox(request: web.Request) -> web.Response:
             now=datetime.now(UTC),
             max_clock_skew_s=settings.max_clock_skew_s,
         )
-    except (SignatureError, InvalidKey) as error:
-        raise web.HTTPUnauthorized(text=error.detail) from None
+    except InvalidKey as error:
+        raise SignatureError(error.detail) from None
     # 5. not I-JSON or not an activity -> 400
-    activity = parse(body, integers_only=True)
+    activity = parse(body, integers_only=True, max_separators=MAX_SEPARATORS)
     if not isinstance(activity, dict) or not isinstance(activity.get("type"), str):
         raise BadRequest("the body is not an activity")
     # 6. a rule broken -> 422 (raised as IntegrityError by the federation)
@@ -489,10 +496,15 @@ async def inbox(request: web.Request) -> web.Response:
 
 
 async def _partner_for_key(node: Node, key_id: str) -> Partner | None:
-    """The partner (or the stranger waiting for approval) whose base URL holds the key."""
+    """The partner (or the stranger waiting for approval) whose base URL holds the key; a
+    keyid that is no comparable http(s) URL (user information, a bad port, a ``did:``)
+    lies under none."""
     for partner in await node.store.list_partners():
-        if is_under(key_id, partner.base_url):
-            return partner
+        try:
+            if is_under(key_id, partner.base_url):
+                return partner
+        except OriginError:
+            return None
     return None
 
 
@@ -565,19 +577,57 @@ def _background(federation: Federation) -> list[asyncio.Task[None]]:
     ]
 
 
+#: What the node still reads of a body it answered without reading (see close_unread).
+UNREAD_DRAIN_BYTES = 256 * 1024
+UNREAD_DRAIN_S = 0.5
+
+
+@web.middleware
+async def close_unread(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A staged close (RFC 9112 §9.6) of a request whose body the node answered without
+    receiving it all (refused for its size, coding or sender): the answer is sent, the
+    connection half-closed, and at most UNREAD_DRAIN_BYTES more are read (and dropped)
+    for at most UNREAD_DRAIN_S, so that the client reads the answer before the connection
+    closes, and a 100 MB body costs the node a few hundred KiB of reading, not 100 MB."""
+    response = await handler(request)
+    if request.content.is_eof() or response.prepared or not isinstance(response, web.Response):
+        return response
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    transport = request.transport
+    if transport is not None and transport.can_write_eof():
+        transport.write_eof()
+    drained = 0
+    with contextlib.suppress(TimeoutError, ConnectionError, web.HTTPException):
+        async with asyncio.timeout(UNREAD_DRAIN_S):
+            while drained < UNREAD_DRAIN_BYTES and not request.content.is_eof():
+                chunk = await request.content.readany()
+                if not chunk:
+                    break
+                drained += len(chunk)
+    return response
+
+
 def create_app(settings: Settings, *, run_background: bool = True) -> web.Application:
     """The node's aiohttp application; opening the store and key happens on startup."""
     operations = Operations(NODE, FEDERATION, _require_operator, settings.path_prefix)
     app = web.Application(
-        middlewares=[operations.middleware, problem_middleware],
+        middlewares=[close_unread, operations.middleware, problem_middleware],
         client_max_size=settings.max_body_bytes,
+        # A body the node answered without reading (too large, not a partner's...) is not
+        # read afterwards but by close_unread: aiohttp would otherwise keep reading and
+        # discarding it for up to 10 s ("lingering close"), 100 MB of it on a fast link.
+        handler_args={"lingering_time": 0},
     )
     app[PAGE_CACHE] = PageCache(settings.page_cache_bytes, settings.page_dir)
 
     async def node_context(app: web.Application) -> AsyncIterator[None]:
         async with (
             open_node(settings) as node,
-            fetcher(node.key, signing_keys=node.signing_keys) as client,
+            fetcher(
+                node.key, signing_keys=node.signing_keys, timeout_s=settings.fetch_timeout_s
+            ) as client,
             linked_data_context(app, node, run_background=run_background),
         ):
             app[NODE] = node
