@@ -19,17 +19,30 @@ the two servers alternate and the best round of each counts.
 
 By default every full page is asked for once before the rounds: the steady state of a node
 whose feed has been read before, so whatever `serve` keeps (its page files under the home)
-is in place and the figures do not depend on earlier runs. --cold clears the page files
-first and measures a node that has to build the pages it is asked for.
+is in place and the figures do not depend on earlier runs. The page files are cleared
+before that first read, so it builds every full page from the store (its pages per second
+are a figure of the store backend). --cold measures without that first read: a node that
+has to build the pages it is asked for.
 
 Logs are built with the node's own pure functions (prepare_object, build_entry,
-sign_entry) in a process pool, appended through SQLiteStore.append in batches of 1,000 as
-Node.publish would (Merkle nodes and a signed checkpoint per batch), then checked: the
-checkpoint's signature, its root against every leaf, and a sample of entry proofs.
-They are cached in --data-dir; the 1,000,000-entry log extends a copy of the smaller one.
+sign_entry) in a process pool, appended through the node's Store.append in batches of
+1,000 as Node.publish would (Merkle nodes and a signed checkpoint per batch), then checked:
+the checkpoint's signature, its root against every leaf, and a sample of entry proofs.
+SQLite logs are cached in --data-dir; the 1,000,000-entry log extends a copy of the
+smaller one.
+
+It runs on each store backend (``--backend``, default both: SQLite, then PostgreSQL; see
+bench/backends.py) and ends with a table of every figure per backend and the PostgreSQL /
+SQLite ratio. On PostgreSQL the logs live in a fresh schema, so they are built in every run:
+signing and appending run at about 550 entries/s on 2 cores, so 1,000,000 entries would take
+half an hour. Its logs are therefore smaller (--postgresql-entries, default 100,000 like
+SQLite's; --postgresql-big-entries, default 250,000), and the big one extends the small
+one in place once that has been measured. The output names the sizes of each backend.
+In the rounds `serve` answers from its page files whatever the backend; the first read of
+every full page builds them from the store, so its rate is where the backends differ most.
 
     python bench/serve.py --data-dir /tmp/exchange-bench   # first run builds (minutes)
-    python bench/serve.py --quick                          # 20,000 / 100,000, under 2 min
+    python bench/serve.py --quick    # SQLite 20,000 / 100,000, PostgreSQL 20,000 / 50,000
     python bench/serve.py --skip-million --seconds 5 --connections 32
 """
 
@@ -61,6 +74,17 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.backends import (
+    SQLITE,
+    Backend,
+    Figure,
+    add_options,
+    child_environ,
+    chosen,
+    comparison,
+)
 from exchange import feed
 from exchange.checkpoint import NoteVerifier, open_note, parse_checkpoint
 from exchange.config import Settings, load_settings
@@ -244,11 +268,18 @@ class Log:
     cached: bool = False
 
 
-async def ensure_log(home: Path, entries: int, workers: int, seed: Path | None) -> Log:
+async def ensure_log(
+    home: Path,
+    entries: int,
+    workers: int,
+    seed: Path | None,
+    environ: dict[str, str] | None = None,
+) -> Log:
     """The node in ``home`` with a checked log of ``entries``: cached, extended or built.
 
     A new node starts from a copy of ``seed`` (a smaller log's home) when given: the same
-    node, key and base URL, so only the missing entries are signed.
+    node, key and base URL, so only the missing entries are signed. Otherwise it is created
+    with ``environ`` as what ``init_node`` reads (its store: bench/backends.py).
     """
     marker = home / MARKER
     if marker.exists():
@@ -265,7 +296,13 @@ async def ensure_log(home: Path, entries: int, workers: int, seed: Path | None) 
             shutil.copytree(seed, home, ignore=shutil.ignore_patterns(MARKER, PAGE_FILES))
         else:
             port = free_port()
-            init_node(home, base_url=f"http://{HOST}:{port}", name="bench", country="NL")
+            init_node(
+                home,
+                base_url=f"http://{HOST}:{port}",
+                name="bench",
+                country="NL",
+                environ=environ or {},
+            )
     settings = load_settings(home, {})
     print(f"building a log of {entries:,} entries in {home}", flush=True)
     appended = await extend_log(settings, entries, workers)
@@ -306,7 +343,11 @@ class Server:
 
 def start_server(name: str, command: list[str], base_url: str, log_path: Path) -> Server:
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        # A node's store is the one its exchange.toml names, whatever this process's
+        # EXCHANGE_DATABASE_* say.
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=child_environ()
+        )
     return Server(name, process, base_url, log_path)
 
 
@@ -507,6 +548,7 @@ class ServeRun:
     loads: list[Load]  # one per round
     memory_idle: dict[str, int]
     memory_after: dict[str, int]
+    warm_s: float | None  # asking for every full page once before the rounds (not --cold)
 
     @property
     def best(self) -> Load:
@@ -551,9 +593,9 @@ async def run_rounds(
     pages = feed.last_page(log.entries, settings.page_size)  # the full pages: 0 .. pages-1
     ceilings: list[Load] = []
     page_files = settings.home / PAGE_FILES
-    if args.cold:
-        shutil.rmtree(page_files, ignore_errors=True)
+    shutil.rmtree(page_files, ignore_errors=True)
     serve = start_serve(log, work)
+    seconds = None
     async with serving(serve, "/feed"):
         body = await sample_page(serve, pages // 2, settings.page_size)
         idle = memory_kb(serve.pid)
@@ -563,7 +605,8 @@ async def run_rounds(
             seconds = await visit_all_pages(serve, pages, args.connections)
             print(
                 f"{serve.name}: warm, every full page asked for once before the rounds"
-                f" ({pages:,} pages in {seconds:,.1f} s); {describe_files(page_files)}",
+                f" ({pages:,} pages built from the store in {seconds:,.1f} s,"
+                f" {pages / seconds:,.0f}/s); {describe_files(page_files)}",
                 flush=True,
             )
         async with contextlib.AsyncExitStack() as stack:
@@ -588,7 +631,7 @@ async def run_rounds(
                     if args.rounds > 1:
                         print(load_row(f"{number}: {ceiling.name}", ceilings[-1], cores))
         after = memory_kb(serve.pid)
-    return ServeRun(log, loads, idle, after), ceilings, len(body)
+    return ServeRun(log, loads, idle, after, seconds), ceilings, len(body)
 
 
 # --- report ------------------------------------------------------------------------------
@@ -639,6 +682,15 @@ def describe_memory(run: ServeRun, target_mb: float | None) -> str:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class BackendRun:
+    """What one backend's part of the run measured."""
+
+    small: ServeRun
+    ceiling: Load
+    big: ServeRun | None
+
+
 async def bench(args: argparse.Namespace) -> None:
     cores = os.cpu_count() or 1
     data = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="exchange-"))
@@ -651,59 +703,183 @@ async def bench(args: argparse.Namespace) -> None:
             f" the load generator (an aiohttp client in this process) and the server under"
             f" test share them"
         )
-        small = await ensure_log(data / f"log-{args.entries}", args.entries, cores, None)
-        print(describe_log(small), flush=True)
-        big = None
-        if not args.skip_million:
-            big_home = data / f"log-{args.big_entries}"
-            big = await ensure_log(big_home, args.big_entries, cores, small.settings.home)
-            print(describe_log(big), flush=True)
-
-        settings = small.settings
-        pages = feed.last_page(small.entries, settings.page_size)
-        print(
-            f"load: {args.connections} connections asking for random full pages"
-            f" /feed/{{0..last-1}}; per server and round {args.warmup:g} s warm-up,"
-            f" then {args.seconds:g} s measured; {args.rounds} round(s), serve and ceiling"
-            f" alternating, the best round of each counts\n",
-            flush=True,
-        )
-        run, ceilings, page_bytes = await run_rounds(small, args, work, with_ceiling=True)
-        ceiling = max(ceilings, key=lambda load: load.per_second)
-        ratio = run.best.per_second / ceiling.per_second
-        cached_pages = settings.page_cache_bytes // page_bytes
-        verdict = "meets" if ratio >= 0.70 else "BELOW"
-        if args.rounds > 1:
-            print()
-        print(load_row(f"serve, {small.entries:,} entries", run.best, cores))
-        print(load_row("ceiling: aiohttp, fixed body", ceiling, cores))
-        print(f"{'ratio serve / ceiling':<36} {ratio:>7.1%}   ({verdict} the target of 70 %)")
-        print(
-            f"{'page':<36} {page_bytes:,} bytes ({settings.page_size} entries); page cache"
-            f" budget {settings.page_cache_bytes / 2**20:g} MiB (settings.page_cache_bytes)"
-            f" = about {cached_pages:,} pages, {min(cached_pages / pages, 1):.1%} of the"
-            f" {pages:,} full pages"
-        )
-        print(describe_memory(run, None), flush=True)
-        if big is not None:
-            print()
-            big_run, _, _ = await run_rounds(big, args, work, with_ceiling=False)
-            big_pages = feed.last_page(big.entries, big.settings.page_size)
-            big_ratio = big_run.best.per_second / ceiling.per_second
-            if args.rounds > 1:
-                print()
-            print(load_row(f"serve, {big.entries:,} entries", big_run.best, cores))
-            print(
-                f"{'ratio serve / ceiling':<36} {big_ratio:>7.1%}   (the ceiling above;"
-                f" {big_pages:,} full pages, cache {min(cached_pages / big_pages, 1):.1%})"
-            )
-            print(describe_memory(big_run, 150))
+        with chosen(args) as backends:
+            runs = {}
+            for backend in backends:
+                runs[backend.label] = await bench_backend(backend, args, data, work)
+            if len(runs) > 1:
+                print(f"\n== measured in this run; {log_sizes(runs)}")
+                print(summary(runs))
         if not args.data_dir:
             print("(logs were built in a temporary folder; give --data-dir to keep them)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if not args.data_dir:
             shutil.rmtree(data, ignore_errors=True)
+
+
+def sizes_of(backend: Backend, args: argparse.Namespace) -> tuple[int, int | None]:
+    """The entries of the backend's main log and of its big one (None: skipped)."""
+    if backend.name == SQLITE:
+        small, big = args.entries, args.big_entries
+    else:
+        small, big = args.postgresql_entries, args.postgresql_big_entries
+    return small, None if args.skip_million else big
+
+
+async def bench_backend(
+    backend: Backend, args: argparse.Namespace, data: Path, work: Path
+) -> BackendRun:
+    cores = os.cpu_count() or 1
+    entries, big_entries = sizes_of(backend, args)
+    sizes = f"{entries:,}" + ("" if big_entries is None else f" and {big_entries:,}")
+    print(f"\n== {backend.label}: logs of {sizes} entries", flush=True)
+    if backend.name == SQLITE:
+        small = await ensure_log(data / f"log-{entries}", entries, cores, None)
+    else:  # a fresh schema: built in this run, in a home of the run
+        home = work / f"log-{backend.name}"
+        small = await ensure_log(home, entries, cores, None, backend.environ("log"))
+    print(describe_log(small), flush=True)
+
+    settings = small.settings
+    pages = feed.last_page(small.entries, settings.page_size)
+    print(
+        f"load: {args.connections} connections asking for random full pages"
+        f" /feed/{{0..last-1}}; per server and round {args.warmup:g} s warm-up,"
+        f" then {args.seconds:g} s measured; {args.rounds} round(s), serve and ceiling"
+        f" alternating, the best round of each counts\n",
+        flush=True,
+    )
+    run, ceilings, page_bytes = await run_rounds(small, args, work, with_ceiling=True)
+    ceiling = max(ceilings, key=lambda load: load.per_second)
+    ratio = run.best.per_second / ceiling.per_second
+    cached_pages = settings.page_cache_bytes // page_bytes
+    verdict = "meets" if ratio >= 0.70 else "BELOW"
+    if args.rounds > 1:
+        print()
+    print(load_row(f"serve, {small.entries:,} entries", run.best, cores))
+    print(load_row("ceiling: aiohttp, fixed body", ceiling, cores))
+    print(f"{'ratio serve / ceiling':<36} {ratio:>7.1%}   ({verdict} the target of 70 %)")
+    print(
+        f"{'page':<36} {page_bytes:,} bytes ({settings.page_size} entries); page cache"
+        f" budget {settings.page_cache_bytes / 2**20:g} MiB (settings.page_cache_bytes)"
+        f" = about {cached_pages:,} pages, {min(cached_pages / pages, 1):.1%} of the"
+        f" {pages:,} full pages"
+    )
+    print(describe_memory(run, None), flush=True)
+    if big_entries is None:
+        return BackendRun(run, ceiling, None)
+
+    print()
+    if backend.name == SQLITE:
+        big_home = data / f"log-{big_entries}"
+        big = await ensure_log(big_home, big_entries, cores, small.settings.home)
+    else:  # the measured main log, extended in place
+        big = await ensure_log(small.settings.home, big_entries, cores, None)
+    print(describe_log(big), flush=True)
+    big_run, _, _ = await run_rounds(big, args, work, with_ceiling=False)
+    big_pages = feed.last_page(big.entries, big.settings.page_size)
+    big_ratio = big_run.best.per_second / ceiling.per_second
+    if args.rounds > 1:
+        print()
+    print(load_row(f"serve, {big.entries:,} entries", big_run.best, cores))
+    print(
+        f"{'ratio serve / ceiling':<36} {big_ratio:>7.1%}   (the ceiling above;"
+        f" {big_pages:,} full pages, cache {min(cached_pages / big_pages, 1):.1%})"
+    )
+    print(describe_memory(big_run, 150), flush=True)
+    return BackendRun(run, ceiling, big_run)
+
+
+def log_sizes(runs: dict[str, BackendRun]) -> str:
+    def entries(run: BackendRun) -> str:
+        big = "" if run.big is None else f" / {run.big.log.entries:,}"
+        return f"{run.small.log.entries:,}{big}"
+
+    return "log sizes (main / big): " + ", ".join(
+        f"{label} {entries(run)}" for label, run in runs.items()
+    )
+
+
+def summary(runs: dict[str, BackendRun]) -> str:
+    """Each figure per backend, and the PostgreSQL / SQLite ratio."""
+
+    def figure(name: str, unit: str, better: str, value: Any, digits: int = 0) -> Figure:
+        values = {label: value(run) for label, run in runs.items()}
+        found = {label: float(v) for label, v in values.items() if v is not None}
+        return Figure(name, unit, found, better, digits)
+
+    def pages_per_s(serve: ServeRun | None) -> float | None:
+        if serve is None or serve.warm_s is None:
+            return None
+        return feed.last_page(serve.log.entries, serve.log.settings.page_size) / serve.warm_s
+
+    def built_per_s(serve: ServeRun | None) -> float | None:
+        if serve is None or not serve.log.appended:
+            return None
+        return serve.log.appended / serve.log.built_s
+
+    def peak_mb(serve: ServeRun | None) -> float | None:
+        return None if serve is None else serve.memory_after["VmHWM"] * 1024 / MB
+
+    def big(value: Any) -> Any:
+        return lambda run: None if run.big is None else value(run.big, run.ceiling)
+
+    return comparison(
+        [
+            figure("serve, main log", "req/s", "higher", lambda r: r.small.best.per_second),
+            figure(
+                "ceiling: aiohttp, fixed body", "req/s", "higher", lambda r: r.ceiling.per_second
+            ),
+            figure(
+                "serve / ceiling, main log",
+                "%",
+                "higher",
+                lambda r: 100 * r.small.best.per_second / r.ceiling.per_second,
+                1,
+            ),
+            figure(
+                "server CPU per page, main log",
+                "µs",
+                "lower",
+                lambda r: r.small.best.server_cpu_s / r.small.best.requests * 1e6,
+            ),
+            figure(
+                "first read of every full page, main log",
+                "pages/s",
+                "higher",
+                lambda r: pages_per_s(r.small),
+            ),
+            figure("serve peak RSS, main log", "MB", "lower", lambda r: peak_mb(r.small), 1),
+            figure("serve, big log", "req/s", "higher", big(lambda b, c: b.best.per_second)),
+            figure(
+                "serve / ceiling, big log",
+                "%",
+                "higher",
+                big(lambda b, c: 100 * b.best.per_second / c.per_second),
+                1,
+            ),
+            figure(
+                "first read of every full page, big log",
+                "pages/s",
+                "higher",
+                lambda r: pages_per_s(r.big),
+            ),
+            figure("serve peak RSS, big log", "MB", "lower", lambda r: peak_mb(r.big), 1),
+            figure(
+                "log build, main log (this run)",
+                "entries/s",
+                "higher",
+                lambda r: built_per_s(r.small),
+            ),
+            figure(
+                "log build, big log (this run)",
+                "entries/s",
+                "higher",
+                lambda r: built_per_s(r.big),
+            ),
+        ]
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -722,6 +898,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", help="where built logs are cached (default: a temp dir)")
     parser.add_argument("--entries", type=int, help="entries in the main log (100,000)")
     parser.add_argument("--big-entries", type=int, help="entries in the big log (1,000,000)")
+    parser.add_argument(
+        "--postgresql-entries", type=int, help="entries in PostgreSQL's main log (100,000)"
+    )
+    parser.add_argument(
+        "--postgresql-big-entries",
+        type=int,
+        help="entries in PostgreSQL's big log (250,000; built in every run)",
+    )
     parser.add_argument("--skip-million", action="store_true", help="skip the big log")
     parser.add_argument(
         "--cold",
@@ -729,6 +913,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="clear the page files serve keeps under its home before each log's run, instead"
         " of asking for every full page once before measuring (the default: steady state)",
     )
+    add_options(parser)
     parser.add_argument("--ceiling-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--ceiling-body", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -739,11 +924,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         ("warmup", 2.0, 0.5),
         ("entries", 100_000, 20_000),
         ("big_entries", 1_000_000, 100_000),
+        ("postgresql_entries", 100_000, 20_000),
+        ("postgresql_big_entries", 250_000, 50_000),
     ):
         if getattr(args, name) is None:
             setattr(args, name, short if quick else full)
     if args.big_entries <= args.entries:
         parser.error("--big-entries must be larger than --entries")
+    if args.postgresql_big_entries <= args.postgresql_entries:
+        parser.error("--postgresql-big-entries must be larger than --postgresql-entries")
     return args
 
 

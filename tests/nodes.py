@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -230,14 +230,25 @@ class RunningNode:
     """A node served on a real loopback port (as partners see it), restartable. Every
     request that reaches its application is kept in ``requests``, in order; with
     ``keep_bodies`` (the default) the body of each POST to the inbox too, read before the
-    node sees the request (so a test of the node's own body limits turns it off)."""
+    node sees the request (so a test of the node's own body limits turns it off).
+    ``environ`` is what ``init_node`` reads (the store's ``EXCHANGE_DATABASE_*``; default:
+    this process's environment)."""
 
     def __init__(
-        self, home: Path, name: str, country: str, *, keep_bodies: bool = True, **changes: Any
+        self,
+        home: Path,
+        name: str,
+        country: str,
+        *,
+        keep_bodies: bool = True,
+        environ: Mapping[str, str] | None = None,
+        **changes: Any,
     ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        result = init_node(home, base_url=self.base_url, name=name, country=country)
+        result = init_node(
+            home, base_url=self.base_url, name=name, country=country, environ=environ
+        )
         self.token = result.token
         defaults: dict[str, Any] = {
             "sync_interval_s": 3600.0,

@@ -445,3 +445,87 @@ def test_free_text_and_languages_without_fts5_give_the_same_answers(
         "underscore": ["three"],
         "after": ["two"],
     }
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_batch_of_object_writes_equals_writing_them_one_at_a_time(
+    tmp_path: Path, backend: str
+) -> None:
+    """put_objects writes a batch in a few statements; the result must be what writing its
+    records one by one gives: an object written twice in the batch keeps only its last
+    version's index rows, one deleted in the batch none, the same version again keeps its
+    place, and objects stored before are replaced or deleted as usual."""
+    from exchange.entries import ObjectRecord
+    from exchange.partners import OriginState
+    from exchange.store.base import MergeWrite
+
+    origin = "https://a.example"
+
+    def record(name: str, version: int, names: dict[str, str] | None) -> ObjectRecord:
+        object_id = f"{origin}/objects/{name}"
+        body: dict[str, Any] = {"id": object_id, "type": "Case", "version": version}
+        if names is None:
+            body = {"id": object_id, "type": "Tombstone", "formerType": "Case"}
+        else:
+            body["nameMap"] = names
+        return ObjectRecord(object_id, origin, "Case", version, names is None, version, body)
+
+    before = [record("d", 1, {"nl": "Oude doetank"}), record("e", 1, {"de": "Alte Praxis"})]
+    batch = [
+        record("a", 1, {"nl": "Eerste versie"}),
+        record("b", 1, {"fr": "Bibliothèque numérique"}),
+        record("a", 2, {"en": "Second version"}),
+        record("b", 1, {"fr": "Bibliothèque numérique"}),
+        record("c", 1, {"nl": "Kort bestaan"}),
+        record("c", 2, None),
+        record("d", 2, {"en": "New do-tank"}),
+        record("e", 2, None),
+    ]
+
+    async def stored(writes: list[list[ObjectRecord]], schema: str) -> dict[str, list[Any]]:
+        store: Store = SQLiteStore(tmp_path / f"{schema}.db")
+        if backend == "postgresql":
+            store = PostgresStore(postgres_url(), schema)
+        await store.open()
+        try:
+            for records in [before, *writes]:
+                write = MergeWrite(OriginState(origin, next_seq=0), (), tuple(records))
+                await store.merge(lambda view, write=write: write)
+            return {
+                "objects": [
+                    tuple(row)
+                    for row in await store._all(
+                        "SELECT id, version, deleted, change, body FROM objects ORDER BY id"
+                    )
+                ],
+                "languages": [
+                    tuple(row)
+                    for row in await store._all(
+                        "SELECT lang, change FROM object_languages ORDER BY change, lang"
+                    )
+                ],
+                "text": [
+                    tuple(row)
+                    for row in await store._all(
+                        "SELECT rowid, text FROM object_text ORDER BY rowid"
+                    )
+                ],
+            }
+        finally:
+            await store.close()
+
+    one_by_one = asyncio.run(stored([[item] for item in batch], fresh_schema()))
+    batched = asyncio.run(stored([batch], fresh_schema()))
+    assert batched == one_by_one
+    changes = {row[0].rsplit("/", 1)[1]: row[3] for row in batched["objects"]}
+    assert [row[2] for row in batched["objects"]] == [0, 0, 1, 0, 1]  # a, b, c, d, e
+    assert batched["languages"] == [
+        ("fr", changes["b"]),
+        ("en", changes["a"]),
+        ("en", changes["d"]),
+    ]
+    assert batched["text"] == [
+        (changes["b"], "bibliotheque numerique"),
+        (changes["a"], "second version"),
+        (changes["d"], "new do tank"),
+    ]

@@ -178,7 +178,10 @@ class _Connection:
         self.connection = connection
 
     def execute(self, statement: str, parameters: Sequence[Any] = (), /) -> Cursor:
-        return self.connection.execute(_placeholders(statement), parameters)
+        # Results in binary: the same Python values, and a page of entries (BYTEA) comes
+        # back at half the cost of text, where every byte is sent and parsed as two hex
+        # digits.
+        return self.connection.execute(_placeholders(statement), parameters, binary=True)
 
     def executemany(self, statement: str, rows: Iterable[Sequence[Any]], /) -> None:
         batch = list(rows)

@@ -174,43 +174,81 @@ _PUT_OBJECT = (
 )
 
 
+def _index_rows(
+    indexed: Mapping[int, Mapping[str, Any]],
+) -> tuple[list[tuple[str, int]], list[tuple[int, str]]]:
+    """The language and text index rows of listed objects, by change number."""
+    languages_rows = [
+        (lang, change) for change, body in indexed.items() for lang in sorted(languages(body))
+    ]
+    text_rows = [(change, search_text(body)) for change, body in indexed.items()]
+    return languages_rows, text_rows
+
+
 def index_object(db: Db, change: int, body: Mapping[str, Any]) -> None:
     """Index a listed object's languages and text under its change number."""
-    db.executemany(
-        "INSERT INTO object_languages (lang, change) VALUES (?, ?)",
-        [(lang, change) for lang in sorted(languages(body))],
-    )
-    db.execute("INSERT INTO object_text (rowid, text) VALUES (?, ?)", (change, search_text(body)))
+    languages_rows, text_rows = _index_rows({change: body})
+    db.executemany("INSERT INTO object_languages (lang, change) VALUES (?, ?)", languages_rows)
+    db.executemany("INSERT INTO object_text (rowid, text) VALUES (?, ?)", text_rows)
 
 
-def _unindex_object(db: Db, change: int) -> None:
-    db.execute("DELETE FROM object_languages WHERE change = ?", (change,))
-    db.execute("DELETE FROM object_text WHERE rowid = ?", (change,))
+def _objects_rows(db: Db, columns: str, object_ids: Sequence[str]) -> list[Any]:
+    """``columns`` of the stored objects among ``object_ids`` (the first column must be
+    ``id``), in one read per 500 of them."""
+    found: list[Any] = []
+    unique = sorted(set(object_ids))
+    for offset in range(0, len(unique), 500):
+        chunk = unique[offset : offset + 500]
+        found += db.execute(
+            f"SELECT {columns} FROM objects WHERE id IN ({_marks(chunk)})", chunk
+        ).fetchall()
+    return found
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ",".join("?" * len(values))
 
 
 def put_objects(db: Db, records: Sequence[ObjectRecord]) -> bool:
     """Write the objects' new state; each new version takes the next change number and the
     time now as ``received``, and its index rows. Returns True when indexed text was
     dropped for an object now deleted (a backend may keep its words in free space until it
-    cleans up: see :meth:`SQLStore._after_erasure`). Runs in a serialized write."""
+    cleans up: see :meth:`SQLStore._after_erasure`). Runs in a serialized write.
+
+    The records are applied in order, each over the state the ones before it left, as if
+    written one at a time; the rows are written in a few batched statements (one read of
+    the stored versions, then deletes of replaced index rows, object rows, index rows), so
+    that a backend reached over the network pays a few round trips per batch, not per
+    object."""
     received = format_timestamp(datetime.now(UTC))
     (change,) = db.execute("SELECT COALESCE(MAX(change), 0) FROM objects").fetchone()
     change = int(change)
+    current = {
+        str(object_id): (int(stored), int(version), int(deleted), str(body), str(type_name))
+        for object_id, stored, version, deleted, body, type_name in _objects_rows(
+            db, "id, change, version, deleted, body, type", [record.id for record in records]
+        )
+    }
+    object_rows: list[tuple[Any, ...]] = []
+    indexed: dict[int, Mapping[str, Any]] = {}  # the listed versions written here, by change
+    unindexed: list[tuple[int]] = []  # the stored versions whose index rows go
     dropped = False
     for record in records:
         body = orjson.dumps(record.body).decode()
-        old = db.execute(
-            "SELECT change, version, deleted, body, type FROM objects WHERE id = ?", (record.id,)
-        ).fetchone()
+        old = current.get(record.id)
         if old is not None:
-            if (old[1], bool(old[2]), old[3]) == (record.version, record.deleted, body):
+            old_change, old_version, old_deleted, old_body, old_type = old
+            if (old_version, bool(old_deleted), old_body) == (record.version, record.deleted, body):
                 continue  # the same version again (rule 3): it keeps its place
-            if old[4] != "Service" and not old[2]:
-                _unindex_object(db, int(old[0]))
+            if old_type != "Service" and not old_deleted:
+                if old_change in indexed:  # written by an earlier record of this batch
+                    del indexed[old_change]
+                else:
+                    unindexed.append((old_change,))
                 dropped = dropped or record.deleted
         change += 1
-        db.execute(
-            _PUT_OBJECT,
+        current[record.id] = (change, record.version, int(record.deleted), body, record.type)
+        object_rows.append(
             (
                 record.id,
                 record.origin,
@@ -222,10 +260,16 @@ def put_objects(db: Db, records: Sequence[ObjectRecord]) -> bool:
                 received,
                 change,
                 updated_micros(record.body),
-            ),
+            )
         )
         if record.type != "Service" and not record.deleted:
-            index_object(db, change, record.body)
+            indexed[change] = record.body
+    db.executemany("DELETE FROM object_languages WHERE change = ?", unindexed)
+    db.executemany("DELETE FROM object_text WHERE rowid = ?", unindexed)
+    db.executemany(_PUT_OBJECT, object_rows)
+    languages_rows, text_rows = _index_rows(indexed)
+    db.executemany("INSERT INTO object_languages (lang, change) VALUES (?, ?)", languages_rows)
+    db.executemany("INSERT INTO object_text (rowid, text) VALUES (?, ?)", text_rows)
     return dropped
 
 
@@ -242,6 +286,8 @@ class _Transaction:
     def __init__(self, db: Db) -> None:
         self._db = db
         self._size = _log_size(db)
+        #: The Merkle nodes this append completed (written with its entries, in one batch).
+        self._completed: dict[tuple[int, int], bytes] = {}
 
     @property
     def size(self) -> int:
@@ -251,12 +297,20 @@ class _Transaction:
         return _get_object(self._db, object_id)
 
     def perfect(self, level: int, index: int) -> bytes:
+        completed = self._completed.get((level, index))
+        if completed is not None:
+            return completed
         row = self._db.execute(
             "SELECT hash FROM merkle WHERE level = ? AND idx = ?", (level, index)
         ).fetchone()
         if row is None:
             raise StoreError(f"Merkle node ({level}, {index}) is missing: the store is damaged")
         return bytes(row[0])
+
+    def complete(self, subtrees: Sequence[tuple[int, int, bytes]]) -> None:
+        """Record the Merkle nodes the entry being appended completes."""
+        for level, index, value in subtrees:
+            self._completed[(level, index)] = value
 
     def entries_of(self, object_id: str) -> list[tuple[int, bytes, bytes]]:
         rows = self._db.execute(
@@ -279,21 +333,8 @@ class _MergeView:
         return _get_object(self._db, object_id)
 
     def get_objects(self, object_ids: Sequence[str]) -> dict[str, ObjectRecord]:
-        found: dict[str, ObjectRecord] = {}
-        unique = sorted(set(object_ids))
-        for offset in range(0, len(unique), 500):
-            chunk = unique[offset : offset + 500]
-            rows = self._db.execute(
-                f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE id IN ({_marks(chunk)})", chunk
-            ).fetchall()
-            for row in rows:
-                record = _record(row)
-                found[record.id] = record
-        return found
-
-
-def _marks(values: Sequence[Any]) -> str:
-    return ",".join("?" * len(values))
+        records = map(_record, _objects_rows(self._db, _OBJECT_COLUMNS, object_ids))
+        return {record.id: record for record in records}
 
 
 # --- the append and merge transactions --------------------------------------------------
@@ -307,18 +348,22 @@ def _append(
     size = transaction.size
     if append.redactions:
         _redact(db, append)
+    # The entries and the Merkle nodes they complete are written in one batch each: a
+    # node completed by this append is read back from the transaction, not the database.
+    log_rows: list[tuple[int, str, bytes, bytes]] = []
+    merkle_rows: list[tuple[int, int, bytes]] = []
     for offset, entry in enumerate(append.entries):
         if entry.seq != size + offset:
             raise StoreError(f"entry seq {entry.seq} does not follow log size {size + offset}")
         hashed = leaf_hash(entry.leaf)
-        db.execute(
-            "INSERT INTO log (seq, object_id, leaf, leaf_hash) VALUES (?, ?, ?, ?)",
-            (entry.seq, entry.object_id, entry.leaf, hashed),
-        )
-        db.executemany(
-            "INSERT INTO merkle (level, idx, hash) VALUES (?, ?, ?)",
-            perfect_subtrees_completed_by(transaction, entry.seq, hashed),
-        )
+        log_rows.append((entry.seq, entry.object_id, entry.leaf, hashed))
+        completed = perfect_subtrees_completed_by(transaction, entry.seq, hashed)
+        transaction.complete(completed)
+        merkle_rows += completed
+    db.executemany(
+        "INSERT INTO log (seq, object_id, leaf, leaf_hash) VALUES (?, ?, ?, ?)", log_rows
+    )
+    db.executemany("INSERT INTO merkle (level, idx, hash) VALUES (?, ?, ?)", merkle_rows)
     put_objects(db, append.objects)
     new_size = size + len(append.entries)
     new_root = root(transaction, new_size)
