@@ -1,7 +1,8 @@
 """The seed inputs of every fuzz target, made at run time from the project's own examples and
-test helpers (the simulated partner of fuzz/harness.py), plus hand-made hostile shapes of
-the kinds issue 8's adversarial corpus names (duplicate members, NaN, lone surrogates, a
-byte order mark, integers beyond 2^53, deep nesting, trailing data, astral characters).
+test helpers (the simulated partner of fuzz/harness.py), the adversarial corpus
+(tests/adversarial: its inbox messages and hostile feed pages, built without a node), and a
+few hand-made shapes (duplicate members, NaN, lone surrogates, a byte order mark, integers
+beyond 2^53, deep nesting, trailing data, astral characters, every JSON escape).
 
     python fuzz/seeds.py DIR        # writes DIR/<target>/<n>, one folder per target
 """
@@ -9,20 +10,25 @@ byte order mark, integers beyond 2^53, deep nesting, trailing data, astral chara
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
 import sys
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from exchange.httpsig import sign_request_by_keys
 from exchange.keys import KeyPair
 from fuzz.harness import ACTIVITY_JSON, INBOX, NOW, header_block, partner, signed_request
+from tests.feed_simulator import FeedSimulator
 from tests.nodes import EXAMPLES
 
-__all__ = ["TARGETS", "seeds", "write_seeds"]
+__all__ = ["TARGETS", "CorpusInputs", "corpus_inputs", "seeds", "write_seeds"]
 
 TARGETS = ("ijson", "jcs", "proof", "httpsig", "feed_page")
 
@@ -48,6 +54,61 @@ HOSTILE_JSON = (
 )
 
 
+#: Larger inputs are left out: they slow every mutation down and test nothing new here.
+MAX_SEED_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CorpusInputs:
+    """What the adversarial corpus sends: inbox requests (headers, body) and feed pages."""
+
+    requests: tuple[tuple[tuple[tuple[str, str], ...], bytes], ...]
+    pages: tuple[bytes, ...]
+
+
+@cache
+def corpus_inputs() -> CorpusInputs:
+    """The inbox messages and hostile feed pages of tests/adversarial, built without a node.
+
+    A stand-in for the corpus' live world gives what its generators read (the inbox URL,
+    the node's base URL, a bystander partner); a case that needs the live node (most
+    setups do) is left out, and so are streamed and oversized bodies.
+    """
+    from tests.adversarial.cases import CASES
+    from tests.adversarial.corpus import Inbox, Message, Pull, Stage
+
+    base_url = INBOX.removesuffix("/inbox")
+    world = SimpleNamespace(
+        inbox=INBOX,
+        base_url=base_url,
+        bystander=FeedSimulator(port=8000, prefix="/bystander", now=NOW),
+        victim_id=f"{base_url}/objects/victim",
+    )
+    requests, pages = [], []
+    for case in CASES:
+        sim = FeedSimulator(port=8000, prefix=f"/{case.name}", now=NOW)
+        stage = Stage(world, sim)  # type: ignore[arg-type]
+        attack = case.attack
+        try:
+            if isinstance(attack, Inbox):
+                if attack.setup is not None:
+                    asyncio.run(attack.setup(stage))
+                message = asyncio.run(attack.build(stage))
+                if isinstance(message, Message) and len(message.body) <= MAX_SEED_BYTES:
+                    requests.append((tuple(message.headers.items()), message.body))
+            elif isinstance(attack, Pull):
+                for number in range(attack.honest):
+                    sim.create(f"honest-{number}")
+                attack.plant(stage)
+                for number in range(sim.size // sim.page_size + 1):
+                    page = sim._page(number)
+                    if page is not None and len(page) <= MAX_SEED_BYTES:
+                        pages.append(page)
+        except Exception:  # the case needs the live node: not a seed
+            continue
+    return CorpusInputs(tuple(requests), tuple(pages))
+
+
 def _examples() -> Iterator[bytes]:
     for path in sorted(EXAMPLES.glob("*.json")):
         yield path.read_bytes()
@@ -61,6 +122,8 @@ def _json_texts() -> Iterator[bytes]:
     yield json.dumps(source.simulator.node_document(), separators=(",", ":")).encode()
     yield signed_request().body
     yield from HOSTILE_JSON
+    yield from (body for _, body in corpus_inputs().requests)
+    yield from corpus_inputs().pages
 
 
 def _requests() -> Iterator[bytes]:
@@ -95,6 +158,8 @@ def _requests() -> Iterator[bytes]:
     ):
         changed = {**fields, name: value}
         yield header_block(changed.items(), request.body)
+    for headers, body in corpus_inputs().requests:
+        yield header_block(headers, body)
 
 
 def seeds(target: str) -> Iterator[bytes]:
@@ -107,6 +172,14 @@ def seeds(target: str) -> Iterator[bytes]:
         yield from (b"s" + hashlib.sha256(bytes([n])).digest() * 4 for n in range(8))
     elif target == "proof":
         yield from (b"t" + leaf for leaf in source.leaves)
+        for _, body in corpus_inputs().requests:  # the corpus' entries, one by one
+            try:
+                items = json.loads(body).get("orderedItems", [])
+            except (ValueError, AttributeError, RecursionError):
+                continue
+            yield from (
+                b"t" + json.dumps(item).encode() for item in items if isinstance(item, dict)
+            )
         yield from (b"e" + hashlib.sha256(bytes([n])).digest() for n in range(8))
     elif target == "httpsig":
         yield from (b"t\x00" + block for block in _requests())
@@ -120,6 +193,8 @@ def seeds(target: str) -> Iterator[bytes]:
             head = json.dumps(header, separators=(",", ":")).encode()[:-1]
             yield b"t" + bytes([seq]) + head + b',"orderedItems":[' + leaf + b"]}"
         yield from (b"t\x00" + text for text in HOSTILE_JSON)
+        yield from (b"t\x00" + page for page in corpus_inputs().pages)
+        yield from (b"t\x00" + body for _, body in corpus_inputs().requests)
         yield from (b"e" + bytes([n]) + hashlib.sha256(bytes([n])).digest() for n in range(8))
     else:
         raise ValueError(f"no fuzz target {target!r}")
