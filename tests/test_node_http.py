@@ -458,3 +458,19 @@ async def test_a_full_page_comes_back_identical_from_the_disk_cache(
     again = await second.get("/feed/0")
     assert await again.read() == body
     assert again.headers["ETag"] == tag
+
+
+def test_the_inbox_rate_limit_says_when_a_request_is_taken_again() -> None:
+    from exchange.http.server import RateLimiter
+
+    limiter = RateLimiter(60)  # one a second, bursts of six
+    assert [limiter.take("partner", 0.0) for _ in range(6)] == [0] * 6
+    wait = limiter.take("partner", 0.5)
+    assert wait == 1  # half a token came back; the other half takes half a second more
+    assert limiter.take("other partner", 0.5) == 0  # a bucket per partner
+    assert limiter.take("partner", 0.5 + wait) == 0  # honouring Retry-After is enough
+    slow = RateLimiter(6)  # one every ten seconds: a fixed Retry-After of 5 s would lie
+    assert slow.take("partner", 0.0) == 0
+    assert slow.take("partner", 0.0) == 10
+    assert slow.take("partner", 9.0) == 1
+    assert slow.take("partner", 10.0) == 0
