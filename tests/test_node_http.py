@@ -474,3 +474,21 @@ def test_the_inbox_rate_limit_says_when_a_request_is_taken_again() -> None:
     assert slow.take("partner", 0.0) == 10
     assert slow.take("partner", 9.0) == 1
     assert slow.take("partner", 10.0) == 0
+
+
+async def test_partner_urls_are_the_pinned_partners_base_urls_in_their_order(
+    node: InitResult,
+) -> None:
+    # The inbox finds a keyid's partner among these (issue 8 §5: bench/load.py pins 200).
+    from exchange.node import open_node
+    from exchange.partners import Partner
+
+    async with open_node(node.settings) as opened:
+        assert await opened.store.partner_urls() == []
+        for base_url in ("https://b.example", "https://a.example/x", "https://a.example"):
+            document = {"id": base_url, "country": "BE"}
+            await opened.store.put_partner(Partner(base_url, "Partner", "BE", document))
+        listed = [partner.base_url for partner in await opened.store.list_partners()]
+        assert await opened.store.partner_urls() == listed == sorted(listed)
+        assert await opened.store.remove_partner("https://a.example/x")
+        assert await opened.store.partner_urls() == ["https://a.example", "https://b.example"]
