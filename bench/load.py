@@ -8,7 +8,10 @@ partner's newest checkpoint; the node fetches the consistency proofs it needs fr
 partners, which a second process serves. Most senders keep to 80 % of the node's per-partner
 quota (``--quota``, the node's ``inbox_requests_per_minute``); every ``--greedy-every``-th
 sends as fast as it is answered, so the node answers it 429, and it then waits the
-``Retry-After`` it was given before sending the same push again.
+``Retry-After`` it was given before sending the same push again. Under full load a sender
+that waits for each answer is answered too slowly to go past its quota, so the senders
+within their quota stop for the last sixth of the run (the node answers fast then) while
+the greedy ones go on.
 
 Prints requests/s, p50, p99 and p999 latency (over every answered request), the 5xx
 answers, the lost messages (a push answered 2xx whose entry is not merged in the end, read
@@ -180,11 +183,19 @@ async def merged_counts(home: Path) -> tuple[dict[str, int], int]:
 
 
 async def send(
-    session: aiohttp.ClientSession, sender: Sender, inbox: str, interval: float, end: float
+    session: aiohttp.ClientSession,
+    sender: Sender,
+    inbox: str,
+    interval: float,
+    end: float,
+    quiet_s: float,
 ) -> None:
-    """Push entry after entry until ``end``: within the quota (one push per ``interval``)
-    or, greedy, as fast as answered; after a 429 wait its Retry-After and push it again."""
+    """Push entry after entry until ``end``: within the quota (one push per ``interval``,
+    stopping ``quiet_s`` before the end) or, greedy, as fast as answered; after a 429 wait
+    its Retry-After and push it again."""
     loop = asyncio.get_running_loop()
+    if not sender.greedy:
+        end -= quiet_s
     seq = 0
     waited = False
     next_at = loop.time() + random.uniform(0, interval)
@@ -289,8 +300,10 @@ async def drive(senders: list[Sender], inbox: str, quota: int, seconds: float) -
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         started = asyncio.get_running_loop().time()
-        end = started + seconds
-        await asyncio.gather(*(send(session, sender, inbox, interval, end) for sender in senders))
+        end, quiet_s = started + seconds, seconds / 6
+        await asyncio.gather(
+            *(send(session, sender, inbox, interval, end, quiet_s) for sender in senders)
+        )
         return asyncio.get_running_loop().time() - started
 
 
