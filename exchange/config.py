@@ -199,6 +199,9 @@ def load_settings(home: Path, environ: Mapping[str, str]) -> Settings:
         verify_workers=int(data.get("federation", {}).get("verify_workers", os.cpu_count() or 1)),
         gossip_interval_s=_seconds(data.get("federation", {}).get("gossip_interval_s", 300.0)),
         fetch_timeout_s=_seconds(data.get("federation", {}).get("fetch_timeout_s", 30.0)),
+        inbox_requests_per_minute=_count(
+            data.get("federation", {}).get("inbox_requests_per_minute", 600)
+        ),
         sparql_timeout_s=_seconds(data.get("sparql", {}).get("timeout_s", 5.0)),
         sparql_max_results=_count(data.get("sparql", {}).get("max_results", 10_000)),
         metrics_token_required=_flag(operations, "metrics_token_required", True, where),
@@ -216,6 +219,10 @@ def load_settings(home: Path, environ: Mapping[str, str]) -> Settings:
         overrides["gossip_interval_s"] = _seconds(environ["EXCHANGE_GOSSIP_INTERVAL_S"])
     if "EXCHANGE_FETCH_TIMEOUT_S" in environ:
         overrides["fetch_timeout_s"] = _seconds(environ["EXCHANGE_FETCH_TIMEOUT_S"])
+    if "EXCHANGE_INBOX_REQUESTS_PER_MINUTE" in environ:
+        overrides["inbox_requests_per_minute"] = _count(
+            environ["EXCHANGE_INBOX_REQUESTS_PER_MINUTE"]
+        )
     if "EXCHANGE_SYNC_INTERVAL_S" in environ:
         overrides["sync_interval_s"] = _seconds(environ["EXCHANGE_SYNC_INTERVAL_S"])
     if "EXCHANGE_SPARQL_TIMEOUT_S" in environ:

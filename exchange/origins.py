@@ -17,7 +17,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import idna
 
@@ -110,8 +110,14 @@ def _plain_remainder(path: str) -> bool:
     return not any(segment in (".", "..") for segment in path.split("/"))
 
 
+@lru_cache(maxsize=4096)
+def _split(url: str) -> SplitResult:
+    return urlsplit(url)
+
+
+@lru_cache(maxsize=4096)
 def _path(url: str) -> str:
-    path = urlsplit(url).path
+    path = _split(url).path
     lowered = path.lower()
     if "%2f" in lowered or "%5c" in lowered or "\\" in path:
         raise OriginError(f"{url!r} has an encoded slash in its path")
@@ -121,13 +127,16 @@ def _path(url: str) -> str:
 
 
 def is_under(url: str, base_url: str) -> bool:
-    """True when ``url`` is ``base_url`` itself or lies below it (protocol.md §7 rule 1)."""
+    """True when ``url`` is ``base_url`` itself or lies below it (protocol.md §7 rule 1).
+
+    The inbox asks it of a keyid and every partner's base URL at each request: the parts
+    of each URL are split once (``_split``, ``_path`` and ``origin`` are cached)."""
     if url.startswith(base_url + "/") and _plain_remainder(url[len(base_url) :]):
         origin(base_url)  # the base itself must be a comparable URL
         return True  # the same characters up to the path: the same origin, below the base
     if origin(url) != origin(base_url):
         return False
-    parts = urlsplit(url)
+    parts = _split(url)
     if parts.query or parts.fragment:
         return False
     path, base_path = _path(url), _path(base_url).rstrip("/")

@@ -6,8 +6,10 @@ pages over every core and merge the results in order.
 
 A page is parsed with orjson and accepted as it is only when re-serializing what was
 parsed (each entry by RFC 8785) gives back the received bytes exactly: then no member name
-was duplicated and nothing was read differently from what was sent. Any other page goes
-through the strict I-JSON parser (protocol.md §3).
+was duplicated and nothing was read differently from what was sent. Its header must then
+pass the I-JSON checks too (orjson reads integers beyond 2^53 and deeper nesting than the
+strict parser allows; the entries were checked by RFC 8785). Any other page goes through
+the strict I-JSON parser (protocol.md §3).
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from typing import Any
 
 import orjson
 
-from exchange.canonical import MAX_SEPARATORS, canonicalize, check_separators, parse
+from exchange.canonical import (
+    MAX_SEPARATORS,
+    canonicalize,
+    check_ijson,
+    check_separators,
+    parse,
+)
 from exchange.errors import IntegrityError
 from exchange.merge import KeyRing, VerifiedEntry, verify_entry
 from exchange.merkle import leaf_hash
@@ -62,11 +70,6 @@ class PageCheck:
     keys: KeyRing  # the keys the entries were checked with
 
 
-def _header_bytes(page: Mapping[str, Any]) -> bytes:
-    header = {name: value for name, value in page.items() if name != "orderedItems"}
-    return json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode()
-
-
 def parse_page(raw: bytes) -> tuple[dict[str, Any], list[bytes | None]]:
     """The page and each entry's JCS bytes (None where an entry is not I-JSON with integers).
 
@@ -80,13 +83,15 @@ def parse_page(raw: bytes) -> tuple[dict[str, Any], list[bytes | None]]:
     if isinstance(page, dict) and isinstance(page.get("orderedItems"), list):
         leaves = [leaf_or_none(item) for item in page["orderedItems"]]
         if None not in leaves and list(page)[-1] == "orderedItems":
+            header = {name: value for name, value in page.items() if name != "orderedItems"}
             rebuilt = (
-                _header_bytes(page)[:-1]
+                json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode()[:-1]
                 + b',"orderedItems":['
                 + b",".join(leaf for leaf in leaves if leaf is not None)
                 + b"]}"
             )
             if rebuilt == raw:
+                check_ijson(header)  # InvalidJSON, as from the strict parser
                 return page, leaves
     strict = parse(raw)  # raises InvalidJSON with the reason
     if not isinstance(strict, dict) or not isinstance(strict.get("orderedItems"), list):

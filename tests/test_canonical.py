@@ -161,3 +161,22 @@ def test_the_canonical_fast_path_takes_a_signed_entry_as_it_is() -> None:
         "nameMap": {"nl": "Café"},
         "seq": 1,
     }
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b'"startIndex":9007199254740993', b'"nested":' + b"[" * 100 + b"]" * 100],
+    ids=["integer-beyond-2-53", "nested-100-deep"],
+)
+def test_a_feed_page_read_by_the_fast_path_is_i_json_in_its_header_too(header: bytes) -> None:
+    # Found by fuzz/fuzz_feed_page.py: orjson's fast path took a header the strict parser
+    # refuses, so one page was read two ways.
+    from exchange.verification import parse_page
+
+    page = b'{"type":"OrderedCollectionPage",' + header + b',"orderedItems":[]}'
+    with pytest.raises(InvalidJSON):
+        parse(page)
+    with pytest.raises(InvalidJSON):
+        parse_page(page)
+    valid = b'{"type":"OrderedCollectionPage","startIndex":5,"orderedItems":[]}'
+    assert parse_page(valid) == (parse(valid), [])

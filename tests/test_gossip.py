@@ -228,20 +228,22 @@ def test_a_document_that_is_not_a_checkpoints_document_is_refused(document: Any)
         parse_checkpoints(document, f"{BASE}/checkpoints")
 
 
-#: [federation] durations: (setting, its default, a value the environment may set, values
-#: it may not). A gossip interval of 0 means every pull; a fetch timeout must be positive.
-FEDERATION_DURATIONS = {
+#: [federation] numbers: (setting, its default, a value the environment may set, values
+#: it may not). A gossip interval of 0 means every pull; a fetch timeout must be positive;
+#: the inbox's rate limit per partner is a whole number of requests a minute.
+FEDERATION_NUMBERS = {
     "gossip-interval": ("gossip_interval_s", 300.0, "0", ("-1", "soon", "nan", "inf")),
     "fetch-timeout": ("fetch_timeout_s", 30.0, "2.5", ("0", "-1", "soon", "inf")),
+    "inbox-requests-per-minute": ("inbox_requests_per_minute", 600, "60", ("0", "-1", "1.5")),
 }
 
 
 @pytest.mark.parametrize(
     ("name", "default", "allowed", "wrong"),
-    FEDERATION_DURATIONS.values(),
-    ids=FEDERATION_DURATIONS.keys(),
+    FEDERATION_NUMBERS.values(),
+    ids=FEDERATION_NUMBERS.keys(),
 )
-def test_a_federation_duration_comes_from_the_config_and_the_environment(
+def test_a_federation_setting_comes_from_the_config_and_the_environment(
     tmp_path: Path, name: str, default: float, allowed: str, wrong: tuple[str, ...]
 ) -> None:
     home = tmp_path / "node"

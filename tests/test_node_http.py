@@ -458,3 +458,37 @@ async def test_a_full_page_comes_back_identical_from_the_disk_cache(
     again = await second.get("/feed/0")
     assert await again.read() == body
     assert again.headers["ETag"] == tag
+
+
+def test_the_inbox_rate_limit_says_when_a_request_is_taken_again() -> None:
+    from exchange.http.server import RateLimiter
+
+    limiter = RateLimiter(60)  # one a second, bursts of six
+    assert [limiter.take("partner", 0.0) for _ in range(6)] == [0] * 6
+    wait = limiter.take("partner", 0.5)
+    assert wait == 1  # half a token came back; the other half takes half a second more
+    assert limiter.take("other partner", 0.5) == 0  # a bucket per partner
+    assert limiter.take("partner", 0.5 + wait) == 0  # honouring Retry-After is enough
+    slow = RateLimiter(6)  # one every ten seconds: a fixed Retry-After of 5 s would lie
+    assert slow.take("partner", 0.0) == 0
+    assert slow.take("partner", 0.0) == 10
+    assert slow.take("partner", 9.0) == 1
+    assert slow.take("partner", 10.0) == 0
+
+
+async def test_partner_urls_are_the_pinned_partners_base_urls_in_their_order(
+    node: InitResult,
+) -> None:
+    # The inbox finds a keyid's partner among these (issue 8 §5: bench/load.py pins 200).
+    from exchange.node import open_node
+    from exchange.partners import Partner
+
+    async with open_node(node.settings) as opened:
+        assert await opened.store.partner_urls() == []
+        for base_url in ("https://b.example", "https://a.example/x", "https://a.example"):
+            document = {"id": base_url, "country": "BE"}
+            await opened.store.put_partner(Partner(base_url, "Partner", "BE", document))
+        listed = [partner.base_url for partner in await opened.store.list_partners()]
+        assert await opened.store.partner_urls() == listed == sorted(listed)
+        assert await opened.store.remove_partner("https://a.example/x")
+        assert await opened.store.partner_urls() == ["https://a.example", "https://b.example"]

@@ -778,6 +778,10 @@ class SQLStore(ABC):
         rows = await self._all(f"SELECT {_PARTNER_COLUMNS} FROM partners ORDER BY base_url")
         return [_partner(row) for row in rows]
 
+    async def partner_urls(self) -> list[str]:
+        rows = await self._all("SELECT base_url FROM partners ORDER BY base_url")
+        return [str(row[0]) for row in rows]
+
     async def origin_state(self, base_url: str) -> OriginState | None:
         def work(db: Db) -> OriginState | None:
             return _MergeView(db).origin_state(base_url)
