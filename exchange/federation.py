@@ -31,6 +31,7 @@ from exchange.canonical import parse
 from exchange.checkpoint import NoteVerifier, open_note, parse_checkpoint
 from exchange.config import log_origin
 from exchange.errors import ExchangeError, IntegrityError, UsageError
+from exchange.faults import fault_point
 from exchange.http.client import Fetcher, FetchError
 from exchange.ingest import CheckpointClaim, Equivocation, GapError, HaltedOrigin, halted, plan_run
 from exchange.merge import check_context, check_node_document, keyring_from_node_document
@@ -420,7 +421,9 @@ class Federation:
                 raise _StateMoved
             return plan_run(current, checked, start, claim, now=now, get_objects=view.get_objects)
 
-        return await self.store.merge(plan)
+        write = await self.store.merge(plan)
+        fault_point("merge.after_commit")
+        return write
 
     def _check_inline(self, partner: Partner, items: Sequence[Any], start: int) -> list[Checked]:
         return check_entries(
@@ -429,7 +432,7 @@ class Federation:
             start,
             base_url=partner.base_url,
             keys=keyring_from_node_document(partner.document),
-            now=datetime.now(UTC),
+            now=self.node.settings.now(),
         )
 
     async def _merge_checked(
@@ -444,6 +447,7 @@ class Federation:
     ) -> tuple[Partner, int]:
         """Merge checked entries in runs that end at each Update of the node document, so
         that the entries after a key change are checked with the keys it gives (§1, §7)."""
+        fault_point("verify.after")
         rejected = 0
         while checked:
             cut = next((k + 1 for k, item in enumerate(checked) if changes_keys(item)), None)
@@ -461,7 +465,7 @@ class Federation:
     async def _check_page(self, partner: Partner, raw: bytes, start: int) -> PageCheck:
         """Parse and verify a page, in a worker process when the node has a pool."""
         keys = keyring_from_node_document(partner.document)
-        now = datetime.now(UTC)
+        now = self.node.settings.now()
         if self.executor is None:
             return check_page(raw, start, partner.base_url, keys, now)
         loop = asyncio.get_running_loop()
@@ -793,6 +797,7 @@ class _PageWindow:
 
     async def _fetch_and_check(self, number: int) -> PageCheck:
         _, raw, _ = await self._federation.fetcher.get_bytes(f"{self._outbox}/{number}")
+        fault_point("fetch.after")
         return await self._federation._check_page(self._partner, raw, number * self._page_size)
 
     def _fill(self) -> None:

@@ -20,7 +20,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +186,7 @@ class Node:
         self, drafts: Sequence[Mapping[str, Any]], now: datetime | None = None
     ) -> list[PublishOutcome]:
         """Create or update objects (matched by id), all in one atomic append."""
-        moment = now or datetime.now(UTC)
+        moment = now or self.settings.now()
         outcomes: list[PublishOutcome] = []
 
         def plan(transaction: Transaction, keys: SigningKeys) -> Append:
@@ -222,7 +222,7 @@ class Node:
         return list(outcomes)
 
     async def delete(self, object_id: str, now: datetime | None = None) -> PublishOutcome:
-        moment = now or datetime.now(UTC)
+        moment = now or self.settings.now()
         outcome: list[PublishOutcome] = []
 
         def plan(transaction: Transaction, keys: SigningKeys) -> Append:
@@ -249,7 +249,7 @@ class Node:
         new key and co-signed by every retired key not revoked. The old key is retired,
         not revoked: ``exchange keys revoke`` is a separate act.
         """
-        moment = (now or datetime.now(UTC)).replace(microsecond=0)
+        moment = (now or self.settings.now()).replace(microsecond=0)
         document = await self.refresh()
         folder = self.settings.key_dir
         folder.mkdir(mode=0o700, exist_ok=True)
@@ -278,7 +278,7 @@ class Node:
         unknown key and a key already revoked. The checkpoints signed from then on no
         longer carry the revoked key's signature.
         """
-        moment = (now or datetime.now(UTC)).replace(microsecond=0)
+        moment = (now or self.settings.now()).replace(microsecond=0)
         revoked: list[str] = []
 
         def change(identity: NodeIdentity, document: Mapping[str, Any]) -> dict[str, Any]:
@@ -296,7 +296,7 @@ class Node:
         tree and every checkpoint stay valid), and a Delete whose ``erasure`` member gives
         ``reason`` and the redacted seqs is appended, also when the object was deleted
         before."""
-        moment = now or datetime.now(UTC)
+        moment = now or self.settings.now()
         check_reason(reason)
         outcome: list[ErasureOutcome] = []
 

@@ -22,6 +22,7 @@ import orjson
 from exchange.delivery import DeliveryState
 from exchange.entries import ObjectRecord, purged_rows
 from exchange.errors import StoreError
+from exchange.faults import fault_point
 from exchange.merkle import leaf_hash, perfect_subtrees_completed_by, root
 from exchange.partners import OriginState, Partner, Rejection
 from exchange.query import ObjectQuery, StoredObject, languages, search_text, updated_micros
@@ -566,7 +567,9 @@ class SQLStore(ABC):
         sign_checkpoint: Callable[[int, bytes], str],
     ) -> AppendResult:
         def work(db: Db) -> AppendResult:
-            return _append(db, plan, sign_checkpoint)
+            result = _append(db, plan, sign_checkpoint)
+            fault_point("append.in_transaction")
+            return result
 
         result = await self._erasing(work, lambda done: bool(done.append.redactions))
         if self.on_change is not None and (result.append.objects or result.append.redactions):
@@ -578,7 +581,9 @@ class SQLStore(ABC):
 
         def work(db: Db) -> tuple[MergeWrite, int]:
             write = plan(_MergeView(db))
-            return write, _write_merge(db, write)
+            purged = _write_merge(db, write)
+            fault_point("merge.in_transaction")
+            return write, purged
 
         write, _ = await self._erasing(work, lambda done: done[1] > 0)
         if self.on_change is not None and write.objects:
