@@ -33,7 +33,16 @@ from exchange.config import log_origin
 from exchange.errors import ExchangeError, IntegrityError, UsageError
 from exchange.faults import fault_point
 from exchange.http.client import Fetcher, FetchError
-from exchange.ingest import CheckpointClaim, Equivocation, GapError, HaltedOrigin, halted, plan_run
+from exchange.ingest import (
+    CheckpointClaim,
+    Equivocation,
+    GapError,
+    HaltedOrigin,
+    NotYetValid,
+    halted,
+    plan_run,
+    ready,
+)
 from exchange.merge import check_context, check_node_document, keyring_from_node_document
 from exchange.node import Node, NotFound
 from exchange.origins import OriginError, origin
@@ -450,11 +459,18 @@ class Federation:
         fault_point("verify.after")
         rejected = 0
         while checked:
-            cut = next((k + 1 for k, item in enumerate(checked) if changes_keys(item)), None)
-            run = list(checked if cut is None else checked[:cut])
-            write = await self._merge_run(partner, run, start, claim, pushed=pushed)
-            rejected += len(write.rejections)
+            run, waiting = ready(checked)
+            cut = next((k + 1 for k, item in enumerate(run) if changes_keys(item)), None)
+            run = run if cut is None else run[:cut]
+            if run:
+                write = await self._merge_run(partner, run, start, claim, pushed=pushed)
+                rejected += len(write.rejections)
             if cut is None:
+                if waiting is not None:
+                    raise NotYetValid(
+                        f"{partner.base_url}: entry {waiting.seq} waits until this node's clock"
+                        f" reaches it ({waiting.reason})"
+                    )
                 break
             items, checked, start = items[cut:], checked[cut:], start + cut
             if write.partner_document is not None:
@@ -485,7 +501,7 @@ class Federation:
             except (IntegrityError, FetchError) as error:
                 reached = not isinstance(error, FetchError)
                 self.contacts[base_url] = Contact("pull", datetime.now(UTC), reached, error.detail)
-                if not isinstance(error, Equivocation | HaltedOrigin):
+                if not isinstance(error, Equivocation | HaltedOrigin | NotYetValid):
                     await self._record(partner, error)
                 state = await self._state(base_url)
                 report = SyncReport(
@@ -680,8 +696,12 @@ class Federation:
                 await self._merge_checked(partner, items, checked, start, claim, pushed=True)
             except GapError:
                 self.request_pull(partner.base_url)
-            except (IntegrityError, FetchError) as error:
-                if not isinstance(error, Equivocation | HaltedOrigin):
+            except FetchError:
+                # The proofs the push needs could not be fetched: the transport failed, not
+                # the entries. Nothing is recorded against them; the pull tries again.
+                self.request_pull(partner.base_url)
+            except IntegrityError as error:
+                if not isinstance(error, Equivocation | HaltedOrigin | NotYetValid):
                     await self._record(partner, error, start)
                     self.request_pull(partner.base_url)
 
@@ -710,7 +730,7 @@ class Federation:
             # Due: take the lease (another worker may hold it, or have pushed meanwhile).
             lease_end = moment + timedelta(seconds=3 * self.node.settings.push_timeout_s + 10)
             leased = await self.store.lease_delivery(
-                partner.base_url, self.worker, moment, lease_end
+                partner.base_url, self.worker, moment, lease_end, _abandoned
             )
             if leased is None:
                 continue
@@ -757,6 +777,23 @@ class Federation:
         except FetchError as error:
             return delivery.failed(state, error.detail, now, self.policy, self._rng)
         return delivery.succeeded(state, end, now)
+
+
+def _abandoned(worker: str) -> bool:
+    """Whether ``worker`` (``host:pid:token``, see Federation.worker) was a process of this
+    host that no longer runs: a node killed and started again does not wait for the lease
+    its previous process held. A worker of another host is never judged dead here."""
+    host, _, rest = worker.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # a process of another user runs under that pid
+        return False
+    return False
 
 
 def _loads(leaf: bytes) -> Any:

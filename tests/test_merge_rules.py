@@ -960,3 +960,86 @@ async def test_entries_that_do_not_hash_to_the_signed_root_are_not_merged(
     sim.substituted.clear()
     assert (await subscriber.sync(sim)).merged_to == 14
     assert await subscriber.get(sim.object_id("object-13")) is not None
+
+
+# --- faults the fault campaign (bench/faults.py) found ------------------------------------
+
+
+def _push(sim: FeedSimulator, start: int) -> dict[str, Any]:
+    """A push of entries ``start..`` with the simulator's newest checkpoint."""
+    return {
+        "type": "OrderedCollectionPage",
+        "partOf": f"{sim.base_url}/feed",
+        "startIndex": start,
+        "orderedItems": [sim.entry(seq) for seq in range(start, sim.size)],
+        "checkpoint": sim.signed_checkpoint(),
+    }
+
+
+async def test_a_push_whose_proof_cannot_be_fetched_blames_no_entry_and_is_pulled(
+    sim: FeedSimulator, subscriber: Subscriber
+) -> None:
+    """The checkpoint of a push is newer than the verified one, and the partner does not
+    answer for the consistency proof: a transport failure, recorded against no entry (the
+    entries merge by the pull it asks for once the partner answers)."""
+    partner = await subscriber.pin(sim)
+    for number in range(3):
+        sim.create(f"early-{number}")
+    assert (await subscriber.sync(sim)).merged_to == 3
+    for number in range(3):
+        sim.create(f"late-{number}")
+    pulls: list[str] = []
+    subscriber.federation.on_pull_request = pulls.append
+    pushed = _push(sim, 3)
+    await sim.close()
+
+    await subscriber.federation.receive_push(partner, pushed)
+
+    assert pulls == [sim.base_url]
+    assert await subscriber.rejections() == []
+    assert (await subscriber.state(sim)).next_seq == 3
+    await sim.start()
+    assert (await subscriber.sync(sim)).merged_to == 6
+    assert await subscriber.rejections() == []
+
+
+@asynccontextmanager
+async def later(subscriber: Subscriber, seconds: float) -> AsyncIterator[Subscriber]:
+    """The subscriber's node opened again with its clock ``seconds`` later."""
+    settings = replace(subscriber.node.settings, clock_skew_s=seconds)
+    async with open_node(settings) as node, fetcher(node.key, timeout_s=10) as client:
+        yield Subscriber(node, Federation(node, client))
+
+
+async def test_an_entry_signed_minutes_ahead_waits_until_the_clock_reaches_it(
+    sim: FeedSimulator, subscriber: Subscriber
+) -> None:
+    """An origin whose clock is 10 minutes fast signs an entry: it is not valid yet, and not
+    rejected either (rule 7: the same log merges the same, whenever it is pulled). The
+    origin's merge stops before it, by pull or push, with nothing recorded; once this
+    node's clock reaches it, it merges with the entries after it. (An hour ahead, it is
+    rejected: see proof-from-the-future.)"""
+    partner = await subscriber.pin(sim)
+    sim.create("before")
+    ahead = sim.best_practice("ahead")
+    sim.craft("Create", ahead, at=datetime.now(UTC) + timedelta(minutes=10))
+    sim.create("after")
+    pulls: list[str] = []
+    subscriber.federation.on_pull_request = pulls.append
+
+    report = await subscriber.sync(sim)
+    await subscriber.federation.receive_push(partner, _push(sim, 1))
+
+    assert "entry 1 waits" in report.error
+    state = await subscriber.state(sim)
+    assert (state.next_seq, state.checkpoint_size) == (1, 3)
+    assert await subscriber.rejections() == []
+    assert pulls == []  # a pull now would only find it waiting again
+    assert await subscriber.get(ahead["id"]) is None
+    assert await subscriber.get(sim.object_id("after")) is None
+    async with later(subscriber, 600) as moved_on:
+        report = await moved_on.sync(sim)
+        assert (report.error, report.merged_to, report.rejected) == ("", 3, 0)
+        assert await moved_on.get(ahead["id"]) is not None
+        assert await moved_on.get(sim.object_id("after")) is not None
+        assert await moved_on.rejections() == []

@@ -862,24 +862,34 @@ class SQLStore(ABC):
         await self._transact(work, serialize=False)
 
     async def lease_delivery(
-        self, partner: str, owner: str, now: datetime, until: datetime
+        self,
+        partner: str,
+        owner: str,
+        now: datetime,
+        until: datetime,
+        abandoned: Callable[[str], bool] | None = None,
     ) -> DeliveryState | None:
         """Take the push to ``partner`` for ``owner`` until ``until``, unless another worker
-        holds an unexpired lease on it (or is taking one this instant: that row is skipped,
-        not waited for). None when it is not ``owner``'s to push now."""
+        holds an unexpired lease on it that ``abandoned`` does not say was abandoned (or is
+        taking one this instant: that row is skipped, not waited for). None when it is not
+        ``owner``'s to push now."""
 
         def work(db: Db) -> DeliveryState | None:
             row = db.execute(
-                f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE partner = ?"
-                " AND (lease_until <= ? OR lease_owner = ?)" + self._skip_locked,
-                (partner, _micros(now), owner),
+                f"SELECT {_DELIVERY_COLUMNS}, lease_owner, lease_until FROM deliveries"
+                " WHERE partner = ?" + self._skip_locked,
+                (partner,),
             ).fetchone()
             if row is None:
+                return None
+            *columns, holder, lease_until = row
+            held = int(lease_until) > _micros(now) and holder != owner
+            if held and (abandoned is None or not abandoned(str(holder))):
                 return None
             db.execute(
                 "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE partner = ?",
                 (owner, _micros(until), partner),
             )
-            return _delivery(row)
+            return _delivery(columns)
 
         return await self._transact(work, serialize=False)
