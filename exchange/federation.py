@@ -39,6 +39,7 @@ from exchange.ingest import (
     GapError,
     HaltedOrigin,
     NotYetValid,
+    check_overtaken,
     halted,
     plan_run,
     ready,
@@ -412,8 +413,10 @@ class Federation:
         if state.halted:
             raise HaltedOrigin(f"{partner.base_url} is halted: {state.halt_reason}")
         end = start + len(checked)
-        if pushed and claim.size < state.checkpoint_size and end <= state.next_seq:
-            return MergeWrite(state)  # merged already (by another worker), under a newer one
+        if pushed and claim.size < state.checkpoint_size:
+            if end <= state.next_seq:
+                return MergeWrite(state)  # merged already (by another worker), under a newer one
+            claim = await self._overtaken(partner, state, claim)
         if claim.size > state.checkpoint_size:
             previous = await self._consistency(partner, state.checkpoint_size, claim.size)
             claim = replace(claim, from_previous=previous)
@@ -433,6 +436,19 @@ class Federation:
         write = await self.store.merge(plan)
         fault_point("merge.after_commit")
         return write
+
+    async def _overtaken(
+        self, partner: Partner, state: OriginState, claim: CheckpointClaim
+    ) -> CheckpointClaim:
+        """A push whose checkpoint is older than the verified one, with entries not merged
+        yet: a pull or a later push overtook it. Its checkpoint must be consistent with the
+        verified one (else equivocation); its entries merge under the verified one."""
+        verified = CheckpointClaim(
+            state.checkpoint_size, state.checkpoint_root, state.checkpoint_note
+        )
+        proof = await self._consistency(partner, claim.size, verified.size)
+        check_overtaken(claim, verified, proof)
+        return verified
 
     def _check_inline(self, partner: Partner, items: Sequence[Any], start: int) -> list[Checked]:
         return check_entries(

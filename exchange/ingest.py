@@ -46,6 +46,7 @@ __all__ = [
     "NotYetValid",
     "Rollback",
     "accept_checkpoint",
+    "check_overtaken",
     "halted",
     "plan_run",
     "ready",
@@ -91,6 +92,19 @@ def accept_checkpoint(state: OriginState, claim: CheckpointClaim) -> OriginState
     return replace(
         state, checkpoint_size=claim.size, checkpoint_root=claim.root, checkpoint_note=claim.note
     )
+
+
+def check_overtaken(older: CheckpointClaim, newer: CheckpointClaim, proof: Sequence[bytes]) -> None:
+    """A pushed checkpoint older than the newest verified one (the push was overtaken by a
+    pull or a later push) is no rollback, but it must still be consistent with the newer
+    one: two inconsistent checkpoints are equivocation (protocol.md §5)."""
+    try:
+        verify_consistency(older.size, newer.size, older.root, newer.root, proof)
+    except MerkleProofError as error:
+        raise Equivocation(
+            f"pushed checkpoint {older.size} is not consistent with verified checkpoint "
+            f"{newer.size}: {error.detail}"
+        ) from None
 
 
 def halted(state: OriginState, error: IntegrityError, evidence: Sequence[str]) -> OriginState:

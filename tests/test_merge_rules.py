@@ -965,15 +965,47 @@ async def test_entries_that_do_not_hash_to_the_signed_root_are_not_merged(
 # --- faults the fault campaign (bench/faults.py) found ------------------------------------
 
 
-def _push(sim: FeedSimulator, start: int) -> dict[str, Any]:
-    """A push of entries ``start..`` with the simulator's newest checkpoint."""
+def _push(
+    sim: FeedSimulator, start: int, end: int | None = None, note: str | None = None
+) -> dict[str, Any]:
+    """A push of entries ``start..end`` with ``note`` (default: the newest checkpoint)."""
     return {
         "type": "OrderedCollectionPage",
         "partOf": f"{sim.base_url}/feed",
         "startIndex": start,
-        "orderedItems": [sim.entry(seq) for seq in range(start, sim.size)],
-        "checkpoint": sim.signed_checkpoint(),
+        "orderedItems": [sim.entry(seq) for seq in range(start, sim.size if end is None else end)],
+        "checkpoint": note or sim.signed_checkpoint(),
     }
+
+
+async def test_an_overtaken_push_with_an_older_checkpoint_merges_and_is_no_rollback(
+    sim: FeedSimulator, subscriber: Subscriber
+) -> None:
+    """A push of entries 1..4 under checkpoint 4 arrives after a push of entries 0..2
+    under checkpoint 6 (sent later, delivered first): its checkpoint is older than the
+    verified one, yet consistent with it, and its entries are new. Before, this was
+    recorded as a rollback of entry 1 (found by tests/test_stateful_sync.py); now the
+    entries merge under the verified checkpoint. A stale checkpoint that is not
+    consistent with the verified one is still equivocation."""
+    partner = await subscriber.pin(sim)
+    for number in range(6):
+        sim.create(f"object-{number}")
+    await subscriber.federation.receive_push(partner, _push(sim, 0, 2))
+    state = await subscriber.state(sim)
+    assert (state.next_seq, state.checkpoint_size) == (2, 6)
+
+    await subscriber.federation.receive_push(partner, _push(sim, 1, 4, sim.signed_checkpoint(4)))
+
+    state = await subscriber.state(sim)
+    assert (state.next_seq, state.checkpoint_size, state.halted) == (4, 6, False)
+    assert await subscriber.rejections() == []
+    assert await subscriber.get(sim.object_id("object-3")) is not None
+
+    forked = sim.signed_checkpoint(5, root_hash=hashlib.sha256(b"another tree").digest())
+    await subscriber.federation.receive_push(partner, _push(sim, 4, 5, forked))
+    state = await subscriber.state(sim)
+    assert state.halted
+    assert state.evidence == (sim.signed_checkpoint(6), forked)
 
 
 async def test_a_push_whose_proof_cannot_be_fetched_blames_no_entry_and_is_pulled(
