@@ -107,6 +107,8 @@ class Plan:
     partitions: tuple[tuple[str, float, float], ...]  # (node, start, duration)
     skews: tuple[tuple[str, float, float, float], ...]  # (node, start, duration, seconds)
     min_kills: int
+    #: An armed point's probability is drawn from this range for each life.
+    point_probability: tuple[float, float] = (0.05, 0.3)
     publish_every_s: float = 0.35  # mean pause between publishes, per node
 
 
@@ -122,12 +124,13 @@ def make_plan(seed: int, minutes: float, quick: bool, min_kills: int | None) -> 
             fault_s,
             converge_s=30.0,
             sync_interval_s=3.0,
-            external_kill_every_s=1.2,
+            external_kill_every_s=0.8,
             partitions=((cut, 8.0, 15.0),),
             # Quick: 10 minutes behind, and 4 minutes ahead (within the 300 s tolerance):
             # an entry signed 10 minutes ahead becomes valid only 5 minutes later.
             skews=((slow, 25.0, 15.0, -SKEW_S), (fast, 5.0, 15.0, 240.0)),
             min_kills=30 if min_kills is None else min_kills,
+            point_probability=(0.2, 0.6),  # lives are short: a point fires in most
         )
     fault_s = max(60.0, minutes * 60.0 - 60.0)
     order = rng.sample(names, 3)
@@ -472,7 +475,7 @@ class Campaign:
         if member.armed and not self.stopping:
             chosen = self.rng.sample(sorted(POINT_WEIGHTS), self.rng.choice((1, 1, 2, 3)))
             env["EXCHANGE_FAULTS"] = ",".join(
-                f"{point}:{self.rng.uniform(0.05, 0.3):.3f}" for point in chosen
+                f"{point}:{self.rng.uniform(*self.plan.point_probability):.3f}" for point in chosen
             )
             env["EXCHANGE_FAULTS_SEED"] = str(self.rng.randrange(2**32))
         return env
@@ -566,7 +569,7 @@ class Campaign:
                 member.kills[self._kill_point(member)] += 1
             elif not self.stopping:
                 raise SystemExit(f"{member.name} exited with {code}; see {member.log}")
-            await asyncio.sleep(self.rng.uniform(0.1, 1.0))
+            await asyncio.sleep(self.rng.uniform(0.05, 0.5))
             await self.launch(member)
 
     def _kill_point(self, member: Member) -> str:
@@ -575,21 +578,33 @@ class Campaign:
         found = re.findall(r"fault point (\S+): SIGKILL", text)
         return found[-1] if found else "external"
 
+    def kills(self) -> int:
+        return sum(sum(member.kills.values()) for member in self.members)
+
     async def kill_at_random(self) -> None:
+        """SIGKILL a node at random moments; more eagerly when the kills fall behind the
+        pace that reaches the plan's minimum with a margin (a slow machine starts nodes
+        slowly, and lives are fewer)."""
+        pace = 1.2 * self.plan.min_kills / self.plan.fault_s
         while not self.stopping:
-            await asyncio.sleep(self.rng.expovariate(1 / self.plan.external_kill_every_s))
-            wait = self.rng.uniform(0.2, 2.0)
-            candidates = [m for m in self.members if self._killable(m, wait)]
+            behind = self.kills() < pace * self.now()
+            mean = self.plan.external_kill_every_s / (2 if behind else 1)
+            await asyncio.sleep(self.rng.expovariate(1 / mean))
+            wait = self.rng.uniform(0.2, 1.5)
+            candidates = [m for m in self.members if self._killable(m, wait, not behind)]
             if candidates and not self.stopping:
                 victim = self.rng.choice(candidates)
                 assert victim.process is not None
                 with contextlib.suppress(ProcessLookupError):
                     victim.process.send_signal(signal.SIGKILL)
 
-    def _killable(self, member: Member, wait_s: float) -> bool:
-        """Alive, and serving for ``wait_s`` (or still starting 2 s after its launch)."""
+    def _killable(self, member: Member, wait_s: float, patient: bool) -> bool:
+        """Alive, and serving for ``wait_s`` (or still starting 2 s after its launch); a
+        life with armed fault points is left 2 s more for one of them to fire, unless the
+        kills are behind."""
         since = member.up_since + 2.0 if member.ready_at is None else member.ready_at
-        return member.alive() and self.now() - since > wait_s
+        grace = 2.0 if member.armed and patient else 0.0
+        return member.alive() and self.now() - since > wait_s + grace
 
     async def restart(self, member: Member) -> None:
         """Kill ``member`` so that its supervisor starts it again with its new settings."""
@@ -916,7 +931,7 @@ class Campaign:
         kills = Counter[str]()
         for member in self.members:
             kills.update(member.kills)
-        total_kills = sum(kills.values())
+        total_kills = self.kills()
         d = self.proxies.deliveries
         plan = self.plan
         print(
