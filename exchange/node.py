@@ -36,6 +36,7 @@ from exchange.entries import (
     prepare_object,
     redactions_for,
     sign_entry,
+    signing_time,
     tombstone_for,
     unchanged,
 )
@@ -198,11 +199,12 @@ class Node:
                 current = None
                 if isinstance(draft_id, str):
                     current = records.get(draft_id) or transaction.get_object(draft_id)
+                at = signing_time(moment, current)
                 obj = prepare_object(
                     draft,
                     base_url=self.settings.base_url,
                     current=current,
-                    now=moment,
+                    now=at,
                     personal_data=self.settings.personal_data,
                 )
                 if unchanged(obj, current):
@@ -211,8 +213,8 @@ class Node:
                     continue
                 seq = transaction.size + len(entries)
                 activity = "Create" if current is None else "Update"
-                entry = build_entry(seq, activity, obj, self.base_url, moment)
-                entries.append(self._sign(entry, keys, moment))
+                entry = build_entry(seq, activity, obj, self.base_url, at)
+                entries.append(self._sign(entry, keys, at))
                 records[obj["id"]] = self._record(obj, seq)
                 action = "created" if current is None else "updated"
                 outcomes.append(PublishOutcome(obj["id"], action, obj["version"], seq))
@@ -229,14 +231,15 @@ class Node:
             current = transaction.get_object(object_id)
             if current is None or current.origin != self.base_url or current.id == self.base_url:
                 raise NotFound(f"{object_id}: no object of this node has that id")
-            tombstone = tombstone_for(current, moment)
+            at = signing_time(moment, current)
+            tombstone = tombstone_for(current, at)
             seq = transaction.size
-            entry = build_entry(seq, "Delete", tombstone, self.base_url, moment)
+            entry = build_entry(seq, "Delete", tombstone, self.base_url, at)
             record = ObjectRecord(
                 object_id, self.base_url, current.type, current.version, True, seq, tombstone
             )
             outcome[:] = [PublishOutcome(object_id, "deleted", current.version, seq)]
-            return Append([self._sign(entry, keys, moment)], [record])
+            return Append([self._sign(entry, keys, at)], [record])
 
         await self._append(plan)
         return outcome[0]
@@ -308,15 +311,16 @@ class Node:
                 raise NotFound(f"{object_id}: not a Case, Event or BestPractice of this node")
             redactions = redactions_for(self.base_url, transaction.entries_of(object_id))
             redacted = [redaction.seq for redaction in redactions]
-            tombstone = dict(current.body) if current.deleted else tombstone_for(current, moment)
+            at = signing_time(moment, current)
+            tombstone = dict(current.body) if current.deleted else tombstone_for(current, at)
             seq = transaction.size
-            entry = build_entry(seq, "Delete", tombstone, self.base_url, moment)
+            entry = build_entry(seq, "Delete", tombstone, self.base_url, at)
             entry["erasure"] = erasure_member(reason, redacted)
             record = ObjectRecord(
                 object_id, self.base_url, current.type, current.version, True, seq, tombstone
             )
             outcome[:] = [ErasureOutcome(object_id, seq, tuple(redacted))]
-            return Append([self._sign(entry, keys, moment)], [record], redactions)
+            return Append([self._sign(entry, keys, at)], [record], redactions)
 
         await self._append(plan)
         return outcome[0]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -34,6 +35,7 @@ from exchange.entries import ObjectRecord
 from exchange.federation import Federation, SyncReport, fetch_node_document, partner_from_document
 from exchange.http.client import fetcher
 from exchange.keys import KeyPair
+from exchange.merge import keyring_from_node_document, verify_entry
 from exchange.merkle import root
 from exchange.node import Node, open_node
 from exchange.partners import OriginState, Partner, Rejection
@@ -1075,3 +1077,26 @@ async def test_an_entry_signed_minutes_ahead_waits_until_the_clock_reaches_it(
         assert await moved_on.get(ahead["id"]) is not None
         assert await moved_on.get(sim.object_id("after")) is not None
         assert await moved_on.rejections() == []
+
+
+async def test_a_node_whose_clock_was_set_back_signs_updates_its_partners_accept(
+    subscriber: Subscriber,
+) -> None:
+    """A node publishes an object, then its clock is set back 10 minutes (a fast clock
+    corrected; the fault campaign's skew): its update and delete must not be signed before
+    the object's publication, which every partner rejects for good (rule 6, dates of
+    entries). They are signed at the object's own latest date instead."""
+    node = subscriber.node
+    now = datetime.now(UTC).replace(microsecond=0)
+    (created,) = await node.publish([practice(1)], now=now)
+    draft = {**practice(1), "id": created.id, "summaryMap": {"en": "Later"}}
+    (updated,) = await node.publish([draft], now=now - timedelta(minutes=10))
+    deleted = await node.delete(created.id, now=now - timedelta(minutes=20))
+
+    keys = keyring_from_node_document(await node.refresh())
+    for seq in (updated.seq, deleted.seq):
+        assert seq is not None
+        (leaf,) = await node.store.entries(seq, seq + 1)
+        entry = json.loads(leaf)
+        assert entry["proof"]["created"] == format_timestamp(now)
+        verify_entry(entry, base_url=node.base_url, expected_seq=seq, keys=keys, now=now)
