@@ -210,6 +210,16 @@ class Member:
         return self.process is not None and self.process.returncode is None
 
 
+def signal_member(member: Member, number: int) -> None:
+    """Send ``number`` to the member's process unless it has been reaped. Not
+    Process.send_signal: that polls the child first and may reap it, and asyncio's child
+    watcher then reports exit status 255 instead of the SIGKILL."""
+    process = member.process
+    if process is not None and process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, number)
+
+
 # --- the proxies ---------------------------------------------------------------------------
 
 
@@ -593,10 +603,7 @@ class Campaign:
             wait = self.rng.uniform(0.2, 1.5)
             candidates = [m for m in self.members if self._killable(m, wait, not behind)]
             if candidates and not self.stopping:
-                victim = self.rng.choice(candidates)
-                assert victim.process is not None
-                with contextlib.suppress(ProcessLookupError):
-                    victim.process.send_signal(signal.SIGKILL)
+                signal_member(self.rng.choice(candidates), signal.SIGKILL)
 
     def _killable(self, member: Member, wait_s: float, patient: bool) -> bool:
         """Alive, and serving for ``wait_s`` (or still starting 2 s after its launch); a
@@ -608,10 +615,7 @@ class Campaign:
 
     async def restart(self, member: Member) -> None:
         """Kill ``member`` so that its supervisor starts it again with its new settings."""
-        if member.alive():
-            assert member.process is not None
-            with contextlib.suppress(ProcessLookupError):
-                member.process.send_signal(signal.SIGKILL)
+        signal_member(member, signal.SIGKILL)
 
     # --- scheduled faults --------------------------------------------------------------------
 
@@ -793,7 +797,7 @@ class Campaign:
         for member in self.members:
             if member.alive():
                 assert member.process is not None
-                member.process.send_signal(signal.SIGTERM)
+                signal_member(member, signal.SIGTERM)
                 try:
                     await asyncio.wait_for(member.process.wait(), timeout=30)
                 except TimeoutError:
@@ -809,11 +813,10 @@ class Campaign:
         for member in self.members:
             if member.alive():
                 assert member.process is not None
-                member.process.send_signal(signal.SIGTERM)
+                signal_member(member, signal.SIGTERM)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(member.process.wait(), timeout=30)
-                if member.alive():
-                    member.process.kill()
+                signal_member(member, signal.SIGKILL)
 
     async def replay(self) -> StoreReader:
         """A fourth node pulls each log once, with no fault: the fault-free replay."""
