@@ -8,7 +8,7 @@ point. The variables are read once, when this module is imported; disarmed, a po
 costs one test of a module constant. Tests that run in-process arm the points with
 :func:`armed` and give an action of their own (raising instead of dying).
 
-The points (see docs/decisions.md, "Fault points"):
+The points (docs/decisions.md, "Faults: fault points, the node's clock, ..."):
 
 =========================  ===============================================================
 ``fetch.after``            a pulled feed page has been fetched, before it is checked
