@@ -11,6 +11,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -112,11 +113,19 @@ class Settings:
     metrics_token_required: bool = True
     #: One of LOG_FORMATS.
     log_format: str = "text"
+    #: Seconds added to this node's clock where it signs and checks ``created`` (entries,
+    #: HTTP signatures, keys): a wrong clock, simulated. Only the fault campaign
+    #: (bench/faults.py) sets it, through ``EXCHANGE_CLOCK_SKEW_S``; never in exchange.toml.
+    clock_skew_s: float = 0.0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def origin(self) -> str:
         return log_origin(self.base_url)
+
+    def now(self) -> datetime:
+        """This node's clock: UTC now, shifted by :attr:`clock_skew_s`."""
+        return datetime.now(UTC) + timedelta(seconds=self.clock_skew_s)
 
     @property
     def key_dir(self) -> Path:
@@ -209,6 +218,7 @@ def load_settings(home: Path, environ: Mapping[str, str]) -> Settings:
     )
     overrides: dict[str, Any] = {}
     overrides.update(database_overrides(environ))
+    overrides.update(clock_overrides(environ))
     if "EXCHANGE_HOST" in environ:
         overrides["host"] = environ["EXCHANGE_HOST"]
     if "EXCHANGE_PORT" in environ:
@@ -236,6 +246,20 @@ def load_settings(home: Path, environ: Mapping[str, str]) -> Settings:
     settings = replace(settings, **overrides)
     check_settings(settings)
     return settings
+
+
+def clock_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``EXCHANGE_CLOCK_SKEW_S`` (seconds, negative: behind), the fault campaign's."""
+    value = environ.get("EXCHANGE_CLOCK_SKEW_S")
+    if not value:
+        return {}
+    try:
+        skew = float(value)
+    except ValueError:
+        raise UsageError(f"EXCHANGE_CLOCK_SKEW_S: {value!r} is not a number of seconds") from None
+    if not abs(skew) < float("inf"):
+        raise UsageError(f"EXCHANGE_CLOCK_SKEW_S: {value!r} is not a number of seconds")
+    return {"clock_skew_s": skew}
 
 
 def database_overrides(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from exchange.keys import KeyPair
 from exchange.proof import sign_document
 from exchange.resources import CONTEXT_IRIS
 from exchange.schema import OBJECT_TYPES, check
-from exchange.timestamps import format_timestamp
+from exchange.timestamps import format_timestamp, parse_timestamp
 
 __all__ = [
     "MAX_REASON_CHARS",
@@ -45,6 +45,7 @@ __all__ = [
     "redacted_leaf",
     "redactions_for",
     "sign_entry",
+    "signing_time",
     "strip_personal_data",
     "tombstone_for",
     "unchanged",
@@ -178,6 +179,24 @@ def unchanged(obj: Mapping[str, Any], current: ObjectRecord | None) -> bool:
         return {k: v for k, v in value.items() if k not in volatile}
 
     return content(obj) == content(current.body)
+
+
+def signing_time(now: datetime, current: ObjectRecord | None) -> datetime:
+    """When an entry about ``current`` is signed: ``now``, but never before the dates the
+    stored object already carries. A clock set back since it was published (a wrong clock
+    corrected, NTP stepping back) would otherwise sign an update or delete of an object
+    published after its own signature, which every partner rejects for good (rule 6)."""
+    if current is None:
+        return now
+    dates = [now]
+    for member in ("published", "updated", "deleted"):
+        value = current.body.get(member)
+        if isinstance(value, str):
+            try:
+                dates.append(parse_timestamp(value))
+            except ValueError:
+                continue
+    return max(dates)
 
 
 def tombstone_for(current: ObjectRecord, now: datetime) -> dict[str, Any]:

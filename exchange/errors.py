@@ -7,6 +7,7 @@
     │   ├── SignatureError             an RFC 9421 HTTP message signature does not verify (401)
     │   ├── ProofError                 a Data Integrity proof does not verify
     │   │   └── InvalidKey             a key is malformed, unknown or not valid at that time
+    │   │       └── NotYetValid        signed a little ahead of this node's clock: valid later
     │   ├── MerkleProofError           an inclusion or consistency proof does not hold
     │   ├── CheckpointError            a signed note or checkpoint is malformed or unsigned
     │   ├── OriginError                a URL without a comparable origin, or another node's (rule 1)
@@ -60,6 +61,7 @@ __all__ = [
     "MerkleProofError",
     "NotFound",
     "NotReady",
+    "NotYetValid",
     "ObjectRevived",
     "OriginError",
     "ProofError",
@@ -168,6 +170,15 @@ class InvalidKey(ProofError):
 
     problem = "key"
     title = "Key is not valid"
+
+
+class NotYetValid(InvalidKey):
+    """A signature created further ahead of this node's clock than the tolerance allows, but
+    by less than a wrong clock plausibly is: it becomes valid later. An entry so signed
+    waits (its origin's merge stops before it) instead of being rejected for good."""
+
+    problem = "not-yet-valid"
+    title = "Signed ahead of this node's clock"
 
 
 class MerkleProofError(IntegrityError):

@@ -31,8 +31,19 @@ from exchange.canonical import parse
 from exchange.checkpoint import NoteVerifier, open_note, parse_checkpoint
 from exchange.config import log_origin
 from exchange.errors import ExchangeError, IntegrityError, UsageError
+from exchange.faults import fault_point
 from exchange.http.client import Fetcher, FetchError
-from exchange.ingest import CheckpointClaim, Equivocation, GapError, HaltedOrigin, halted, plan_run
+from exchange.ingest import (
+    CheckpointClaim,
+    Equivocation,
+    GapError,
+    HaltedOrigin,
+    NotYetValid,
+    check_overtaken,
+    halted,
+    plan_run,
+    ready,
+)
 from exchange.merge import check_context, check_node_document, keyring_from_node_document
 from exchange.node import Node, NotFound
 from exchange.origins import OriginError, origin
@@ -402,8 +413,10 @@ class Federation:
         if state.halted:
             raise HaltedOrigin(f"{partner.base_url} is halted: {state.halt_reason}")
         end = start + len(checked)
-        if pushed and claim.size < state.checkpoint_size and end <= state.next_seq:
-            return MergeWrite(state)  # merged already (by another worker), under a newer one
+        if pushed and claim.size < state.checkpoint_size:
+            if end <= state.next_seq:
+                return MergeWrite(state)  # merged already (by another worker), under a newer one
+            claim = await self._overtaken(partner, state, claim)
         if claim.size > state.checkpoint_size:
             previous = await self._consistency(partner, state.checkpoint_size, claim.size)
             claim = replace(claim, from_previous=previous)
@@ -420,7 +433,22 @@ class Federation:
                 raise _StateMoved
             return plan_run(current, checked, start, claim, now=now, get_objects=view.get_objects)
 
-        return await self.store.merge(plan)
+        write = await self.store.merge(plan)
+        fault_point("merge.after_commit")
+        return write
+
+    async def _overtaken(
+        self, partner: Partner, state: OriginState, claim: CheckpointClaim
+    ) -> CheckpointClaim:
+        """A push whose checkpoint is older than the verified one, with entries not merged
+        yet: a pull or a later push overtook it. Its checkpoint must be consistent with the
+        verified one (else equivocation); its entries merge under the verified one."""
+        verified = CheckpointClaim(
+            state.checkpoint_size, state.checkpoint_root, state.checkpoint_note
+        )
+        proof = await self._consistency(partner, claim.size, verified.size)
+        check_overtaken(claim, verified, proof)
+        return verified
 
     def _check_inline(self, partner: Partner, items: Sequence[Any], start: int) -> list[Checked]:
         return check_entries(
@@ -429,7 +457,7 @@ class Federation:
             start,
             base_url=partner.base_url,
             keys=keyring_from_node_document(partner.document),
-            now=datetime.now(UTC),
+            now=self.node.settings.now(),
         )
 
     async def _merge_checked(
@@ -444,13 +472,21 @@ class Federation:
     ) -> tuple[Partner, int]:
         """Merge checked entries in runs that end at each Update of the node document, so
         that the entries after a key change are checked with the keys it gives (§1, §7)."""
+        fault_point("verify.after")
         rejected = 0
         while checked:
-            cut = next((k + 1 for k, item in enumerate(checked) if changes_keys(item)), None)
-            run = list(checked if cut is None else checked[:cut])
-            write = await self._merge_run(partner, run, start, claim, pushed=pushed)
-            rejected += len(write.rejections)
+            run, waiting = ready(checked)
+            cut = next((k + 1 for k, item in enumerate(run) if changes_keys(item)), None)
+            run = run if cut is None else run[:cut]
+            if run:
+                write = await self._merge_run(partner, run, start, claim, pushed=pushed)
+                rejected += len(write.rejections)
             if cut is None:
+                if waiting is not None:
+                    raise NotYetValid(
+                        f"{partner.base_url}: entry {waiting.seq} waits until this node's clock"
+                        f" reaches it ({waiting.reason})"
+                    )
                 break
             items, checked, start = items[cut:], checked[cut:], start + cut
             if write.partner_document is not None:
@@ -461,7 +497,7 @@ class Federation:
     async def _check_page(self, partner: Partner, raw: bytes, start: int) -> PageCheck:
         """Parse and verify a page, in a worker process when the node has a pool."""
         keys = keyring_from_node_document(partner.document)
-        now = datetime.now(UTC)
+        now = self.node.settings.now()
         if self.executor is None:
             return check_page(raw, start, partner.base_url, keys, now)
         loop = asyncio.get_running_loop()
@@ -481,7 +517,7 @@ class Federation:
             except (IntegrityError, FetchError) as error:
                 reached = not isinstance(error, FetchError)
                 self.contacts[base_url] = Contact("pull", datetime.now(UTC), reached, error.detail)
-                if not isinstance(error, Equivocation | HaltedOrigin):
+                if not isinstance(error, Equivocation | HaltedOrigin | NotYetValid):
                     await self._record(partner, error)
                 state = await self._state(base_url)
                 report = SyncReport(
@@ -676,8 +712,12 @@ class Federation:
                 await self._merge_checked(partner, items, checked, start, claim, pushed=True)
             except GapError:
                 self.request_pull(partner.base_url)
-            except (IntegrityError, FetchError) as error:
-                if not isinstance(error, Equivocation | HaltedOrigin):
+            except FetchError:
+                # The proofs the push needs could not be fetched: the transport failed, not
+                # the entries. Nothing is recorded against them; the pull tries again.
+                self.request_pull(partner.base_url)
+            except IntegrityError as error:
+                if not isinstance(error, Equivocation | HaltedOrigin | NotYetValid):
                     await self._record(partner, error, start)
                     self.request_pull(partner.base_url)
 
@@ -706,7 +746,7 @@ class Federation:
             # Due: take the lease (another worker may hold it, or have pushed meanwhile).
             lease_end = moment + timedelta(seconds=3 * self.node.settings.push_timeout_s + 10)
             leased = await self.store.lease_delivery(
-                partner.base_url, self.worker, moment, lease_end
+                partner.base_url, self.worker, moment, lease_end, _abandoned
             )
             if leased is None:
                 continue
@@ -755,6 +795,23 @@ class Federation:
         return delivery.succeeded(state, end, now)
 
 
+def _abandoned(worker: str) -> bool:
+    """Whether ``worker`` (``host:pid:token``, see Federation.worker) was a process of this
+    host that no longer runs: a node killed and started again does not wait for the lease
+    its previous process held. A worker of another host is never judged dead here."""
+    host, _, rest = worker.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # a process of another user runs under that pid
+        return False
+    return False
+
+
 def _loads(leaf: bytes) -> Any:
     return json.loads(leaf)
 
@@ -793,6 +850,7 @@ class _PageWindow:
 
     async def _fetch_and_check(self, number: int) -> PageCheck:
         _, raw, _ = await self._federation.fetcher.get_bytes(f"{self._outbox}/{number}")
+        fault_point("fetch.after")
         return await self._federation._check_page(self._partner, raw, number * self._page_size)
 
     def _fill(self) -> None:

@@ -28,6 +28,7 @@ from exchange.errors import (
     HaltedOrigin,
     IntegrityError,
     MerkleProofError,
+    NotYetValid,
     Rollback,
 )
 from exchange.merge import decide
@@ -42,10 +43,13 @@ __all__ = [
     "Equivocation",
     "GapError",
     "HaltedOrigin",
+    "NotYetValid",
     "Rollback",
     "accept_checkpoint",
+    "check_overtaken",
     "halted",
     "plan_run",
+    "ready",
 ]
 
 
@@ -90,8 +94,31 @@ def accept_checkpoint(state: OriginState, claim: CheckpointClaim) -> OriginState
     )
 
 
+def check_overtaken(older: CheckpointClaim, newer: CheckpointClaim, proof: Sequence[bytes]) -> None:
+    """A pushed checkpoint older than the newest verified one (the push was overtaken by a
+    pull or a later push) is no rollback, but it must still be consistent with the newer
+    one: two inconsistent checkpoints are equivocation (protocol.md §5)."""
+    try:
+        verify_consistency(older.size, newer.size, older.root, newer.root, proof)
+    except MerkleProofError as error:
+        raise Equivocation(
+            f"pushed checkpoint {older.size} is not consistent with verified checkpoint "
+            f"{newer.size}: {error.detail}"
+        ) from None
+
+
 def halted(state: OriginState, error: IntegrityError, evidence: Sequence[str]) -> OriginState:
     return replace(state, halted=True, halt_reason=error.detail, evidence=tuple(evidence))
+
+
+def ready(checked: Sequence[Checked]) -> tuple[list[Checked], Checked | None]:
+    """The entries of a run that may merge now, and the first one that waits: an entry
+    signed ahead of this node's clock (NotYetValid) is neither merged nor rejected; the run
+    stops before it, and a later pull checks it again."""
+    for index, item in enumerate(checked):
+        if item.problem == NotYetValid.problem:
+            return list(checked[:index]), item
+    return list(checked), None
 
 
 def plan_run(
@@ -136,6 +163,8 @@ def plan_run(
             raise GapError(f"checked entry {item.seq} is not entry {seq}")
         if item.leaf_hash is None:  # not even I-JSON: the run cannot be placed on the tree
             raise MerkleProofError(f"entry {seq} cannot be hashed: {item.reason}")
+        if item.problem == NotYetValid.problem:  # it waits (see ready): never rejected
+            raise NotYetValid(f"entry {seq} waits: {item.reason}")
         tree.append_hash(item.leaf_hash)
         entry = item.entry
         if entry is None:

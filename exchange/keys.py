@@ -15,11 +15,12 @@ import nacl.exceptions
 import nacl.signing
 import nacl.utils
 
-from exchange.errors import InvalidKey
+from exchange.errors import InvalidKey, NotYetValid
 
 __all__ = [
     "ED25519_PRIV_PREFIX",
     "ED25519_PUB_PREFIX",
+    "NOT_YET_VALID_S",
     "KeyPair",
     "PublicKey",
     "b58decode",
@@ -37,6 +38,11 @@ ED25519_PUB_PREFIX = b"\xed\x01"
 #: multicodec ed25519-priv (0x1300) as an unsigned varint.
 ED25519_PRIV_PREFIX = b"\x80\x26"
 _DID_KEY = "did:key:"
+#: A signature created ahead of the verifier's clock by more than the tolerance but by at
+#: most this many seconds more is "not yet valid" rather than invalid: a partner's clock
+#: minutes fast (or this node's slow) delays its entries instead of losing them. Further
+#: ahead, no clock is that wrong: invalid.
+NOT_YET_VALID_S = 900
 
 
 def encode_multibase(data: bytes) -> str:
@@ -105,9 +111,13 @@ class PublicKey:
         return encode_multibase(ED25519_PUB_PREFIX + self.raw)
 
     def check_valid_at(self, signed_at: datetime, now: datetime, max_clock_skew_s: int) -> None:
-        """Raise :class:`InvalidKey` unless a signature created at ``signed_at`` is in window."""
-        if signed_at > now + timedelta(seconds=max_clock_skew_s):
-            raise InvalidKey(
+        """Raise :class:`InvalidKey` unless a signature created at ``signed_at`` is in window;
+        :class:`NotYetValid` when it lies ahead of ``now`` by more than ``max_clock_skew_s``
+        but by at most :data:`NOT_YET_VALID_S` more (it will be valid then)."""
+        ahead = signed_at - now - timedelta(seconds=max_clock_skew_s)
+        if ahead > timedelta(0):
+            error = NotYetValid if ahead <= timedelta(seconds=NOT_YET_VALID_S) else InvalidKey
+            raise error(
                 f"created {signed_at.isoformat()} is more than {max_clock_skew_s} s in the future"
             )
         if self.created is not None and signed_at < self.created:

@@ -20,7 +20,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from exchange.entries import (
     prepare_object,
     redactions_for,
     sign_entry,
+    signing_time,
     tombstone_for,
     unchanged,
 )
@@ -186,7 +187,7 @@ class Node:
         self, drafts: Sequence[Mapping[str, Any]], now: datetime | None = None
     ) -> list[PublishOutcome]:
         """Create or update objects (matched by id), all in one atomic append."""
-        moment = now or datetime.now(UTC)
+        moment = now or self.settings.now()
         outcomes: list[PublishOutcome] = []
 
         def plan(transaction: Transaction, keys: SigningKeys) -> Append:
@@ -198,11 +199,12 @@ class Node:
                 current = None
                 if isinstance(draft_id, str):
                     current = records.get(draft_id) or transaction.get_object(draft_id)
+                at = signing_time(moment, current)
                 obj = prepare_object(
                     draft,
                     base_url=self.settings.base_url,
                     current=current,
-                    now=moment,
+                    now=at,
                     personal_data=self.settings.personal_data,
                 )
                 if unchanged(obj, current):
@@ -211,8 +213,8 @@ class Node:
                     continue
                 seq = transaction.size + len(entries)
                 activity = "Create" if current is None else "Update"
-                entry = build_entry(seq, activity, obj, self.base_url, moment)
-                entries.append(self._sign(entry, keys, moment))
+                entry = build_entry(seq, activity, obj, self.base_url, at)
+                entries.append(self._sign(entry, keys, at))
                 records[obj["id"]] = self._record(obj, seq)
                 action = "created" if current is None else "updated"
                 outcomes.append(PublishOutcome(obj["id"], action, obj["version"], seq))
@@ -222,21 +224,22 @@ class Node:
         return list(outcomes)
 
     async def delete(self, object_id: str, now: datetime | None = None) -> PublishOutcome:
-        moment = now or datetime.now(UTC)
+        moment = now or self.settings.now()
         outcome: list[PublishOutcome] = []
 
         def plan(transaction: Transaction, keys: SigningKeys) -> Append:
             current = transaction.get_object(object_id)
             if current is None or current.origin != self.base_url or current.id == self.base_url:
                 raise NotFound(f"{object_id}: no object of this node has that id")
-            tombstone = tombstone_for(current, moment)
+            at = signing_time(moment, current)
+            tombstone = tombstone_for(current, at)
             seq = transaction.size
-            entry = build_entry(seq, "Delete", tombstone, self.base_url, moment)
+            entry = build_entry(seq, "Delete", tombstone, self.base_url, at)
             record = ObjectRecord(
                 object_id, self.base_url, current.type, current.version, True, seq, tombstone
             )
             outcome[:] = [PublishOutcome(object_id, "deleted", current.version, seq)]
-            return Append([self._sign(entry, keys, moment)], [record])
+            return Append([self._sign(entry, keys, at)], [record])
 
         await self._append(plan)
         return outcome[0]
@@ -249,7 +252,7 @@ class Node:
         new key and co-signed by every retired key not revoked. The old key is retired,
         not revoked: ``exchange keys revoke`` is a separate act.
         """
-        moment = (now or datetime.now(UTC)).replace(microsecond=0)
+        moment = (now or self.settings.now()).replace(microsecond=0)
         document = await self.refresh()
         folder = self.settings.key_dir
         folder.mkdir(mode=0o700, exist_ok=True)
@@ -278,7 +281,7 @@ class Node:
         unknown key and a key already revoked. The checkpoints signed from then on no
         longer carry the revoked key's signature.
         """
-        moment = (now or datetime.now(UTC)).replace(microsecond=0)
+        moment = (now or self.settings.now()).replace(microsecond=0)
         revoked: list[str] = []
 
         def change(identity: NodeIdentity, document: Mapping[str, Any]) -> dict[str, Any]:
@@ -296,7 +299,7 @@ class Node:
         tree and every checkpoint stay valid), and a Delete whose ``erasure`` member gives
         ``reason`` and the redacted seqs is appended, also when the object was deleted
         before."""
-        moment = now or datetime.now(UTC)
+        moment = now or self.settings.now()
         check_reason(reason)
         outcome: list[ErasureOutcome] = []
 
@@ -308,15 +311,16 @@ class Node:
                 raise NotFound(f"{object_id}: not a Case, Event or BestPractice of this node")
             redactions = redactions_for(self.base_url, transaction.entries_of(object_id))
             redacted = [redaction.seq for redaction in redactions]
-            tombstone = dict(current.body) if current.deleted else tombstone_for(current, moment)
+            at = signing_time(moment, current)
+            tombstone = dict(current.body) if current.deleted else tombstone_for(current, at)
             seq = transaction.size
-            entry = build_entry(seq, "Delete", tombstone, self.base_url, moment)
+            entry = build_entry(seq, "Delete", tombstone, self.base_url, at)
             entry["erasure"] = erasure_member(reason, redacted)
             record = ObjectRecord(
                 object_id, self.base_url, current.type, current.version, True, seq, tombstone
             )
             outcome[:] = [ErasureOutcome(object_id, seq, tuple(redacted))]
-            return Append([self._sign(entry, keys, moment)], [record], redactions)
+            return Append([self._sign(entry, keys, at)], [record], redactions)
 
         await self._append(plan)
         return outcome[0]

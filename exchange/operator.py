@@ -9,7 +9,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -18,6 +18,7 @@ from exchange.config import (
     CONFIG_FILE,
     Settings,
     check_settings,
+    clock_overrides,
     database_overrides,
     render_config,
     validate_base_url,
@@ -83,7 +84,9 @@ def init_node(
         raise UsageError(f"{home / CONFIG_FILE} exists: a node is already set up there")
     if not name.strip():
         raise UsageError("the node needs a name")
-    moment = now or datetime.now(UTC)
+    environ = os.environ if environ is None else environ
+    clock = clock_overrides(environ)  # the key's created time is on the node's clock
+    moment = now or datetime.now(UTC) + timedelta(seconds=clock.get("clock_skew_s", 0.0))
     key_name = f"{moment.year}-1"
     parts = urlsplit(base_url)
     loopback = parts.scheme == "http"
@@ -101,7 +104,7 @@ def init_node(
         port=(parts.port or 80) if loopback else 8080,
     )
     # A store in PostgreSQL is recorded in the config (with its schema) from the start.
-    settings = replace(settings, **database_overrides(os.environ if environ is None else environ))
+    settings = replace(settings, **database_overrides(environ), **clock)
     if settings.database_url and not settings.database_schema:
         # A new node takes a new schema, recorded in the config (never another's by chance).
         settings = replace(settings, database_schema=f"exchange_{secrets.token_hex(8)}")
@@ -270,7 +273,10 @@ async def open_federation(settings: Settings) -> AsyncIterator[Federation]:
     async with (
         open_node(settings) as node,
         fetcher(
-            node.key, signing_keys=node.signing_keys, timeout_s=settings.fetch_timeout_s
+            node.key,
+            signing_keys=node.signing_keys,
+            timeout_s=settings.fetch_timeout_s,
+            clock=settings.now,
         ) as client,
     ):
         with verifier_pool(settings.verify_workers) as executor:

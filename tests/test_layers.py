@@ -41,6 +41,7 @@ SHELL_MODULES = {
     "exchange.cli_node",
     "exchange.cli_federation",
     "exchange.demo",
+    "exchange.faults",
     "exchange.documents",
     "exchange.federation",
     "exchange.node",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -34,6 +35,7 @@ from exchange.entries import ObjectRecord
 from exchange.federation import Federation, SyncReport, fetch_node_document, partner_from_document
 from exchange.http.client import fetcher
 from exchange.keys import KeyPair
+from exchange.merge import keyring_from_node_document, verify_entry
 from exchange.merkle import root
 from exchange.node import Node, open_node
 from exchange.partners import OriginState, Partner, Rejection
@@ -960,3 +962,141 @@ async def test_entries_that_do_not_hash_to_the_signed_root_are_not_merged(
     sim.substituted.clear()
     assert (await subscriber.sync(sim)).merged_to == 14
     assert await subscriber.get(sim.object_id("object-13")) is not None
+
+
+# --- faults the fault campaign (bench/faults.py) found ------------------------------------
+
+
+def _push(
+    sim: FeedSimulator, start: int, end: int | None = None, note: str | None = None
+) -> dict[str, Any]:
+    """A push of entries ``start..end`` with ``note`` (default: the newest checkpoint)."""
+    return {
+        "type": "OrderedCollectionPage",
+        "partOf": f"{sim.base_url}/feed",
+        "startIndex": start,
+        "orderedItems": [sim.entry(seq) for seq in range(start, sim.size if end is None else end)],
+        "checkpoint": note or sim.signed_checkpoint(),
+    }
+
+
+async def test_an_overtaken_push_with_an_older_checkpoint_merges_and_is_no_rollback(
+    sim: FeedSimulator, subscriber: Subscriber
+) -> None:
+    """A push of entries 1..4 under checkpoint 4 arrives after a push of entries 0..2
+    under checkpoint 6 (sent later, delivered first): its checkpoint is older than the
+    verified one, yet consistent with it, and its entries are new. Before, this was
+    recorded as a rollback of entry 1 (found by tests/test_stateful_sync.py); now the
+    entries merge under the verified checkpoint. A stale checkpoint that is not
+    consistent with the verified one is still equivocation."""
+    partner = await subscriber.pin(sim)
+    for number in range(6):
+        sim.create(f"object-{number}")
+    await subscriber.federation.receive_push(partner, _push(sim, 0, 2))
+    state = await subscriber.state(sim)
+    assert (state.next_seq, state.checkpoint_size) == (2, 6)
+
+    await subscriber.federation.receive_push(partner, _push(sim, 1, 4, sim.signed_checkpoint(4)))
+
+    state = await subscriber.state(sim)
+    assert (state.next_seq, state.checkpoint_size, state.halted) == (4, 6, False)
+    assert await subscriber.rejections() == []
+    assert await subscriber.get(sim.object_id("object-3")) is not None
+
+    forked = sim.signed_checkpoint(5, root_hash=hashlib.sha256(b"another tree").digest())
+    await subscriber.federation.receive_push(partner, _push(sim, 4, 5, forked))
+    state = await subscriber.state(sim)
+    assert state.halted
+    assert state.evidence == (sim.signed_checkpoint(6), forked)
+
+
+async def test_a_push_whose_proof_cannot_be_fetched_blames_no_entry_and_is_pulled(
+    sim: FeedSimulator, subscriber: Subscriber
+) -> None:
+    """The checkpoint of a push is newer than the verified one, and the partner does not
+    answer for the consistency proof: a transport failure, recorded against no entry (the
+    entries merge by the pull it asks for once the partner answers)."""
+    partner = await subscriber.pin(sim)
+    for number in range(3):
+        sim.create(f"early-{number}")
+    assert (await subscriber.sync(sim)).merged_to == 3
+    for number in range(3):
+        sim.create(f"late-{number}")
+    pulls: list[str] = []
+    subscriber.federation.on_pull_request = pulls.append
+    pushed = _push(sim, 3)
+    await sim.close()
+
+    await subscriber.federation.receive_push(partner, pushed)
+
+    assert pulls == [sim.base_url]
+    assert await subscriber.rejections() == []
+    assert (await subscriber.state(sim)).next_seq == 3
+    await sim.start()
+    assert (await subscriber.sync(sim)).merged_to == 6
+    assert await subscriber.rejections() == []
+
+
+@asynccontextmanager
+async def later(subscriber: Subscriber, seconds: float) -> AsyncIterator[Subscriber]:
+    """The subscriber's node opened again with its clock ``seconds`` later."""
+    settings = replace(subscriber.node.settings, clock_skew_s=seconds)
+    async with open_node(settings) as node, fetcher(node.key, timeout_s=10) as client:
+        yield Subscriber(node, Federation(node, client))
+
+
+async def test_an_entry_signed_minutes_ahead_waits_until_the_clock_reaches_it(
+    sim: FeedSimulator, subscriber: Subscriber
+) -> None:
+    """An origin whose clock is 10 minutes fast signs an entry: it is not valid yet, and not
+    rejected either (rule 7: the same log merges the same, whenever it is pulled). The
+    origin's merge stops before it, by pull or push, with nothing recorded; once this
+    node's clock reaches it, it merges with the entries after it. (An hour ahead, it is
+    rejected: see proof-from-the-future.)"""
+    partner = await subscriber.pin(sim)
+    sim.create("before")
+    ahead = sim.best_practice("ahead")
+    sim.craft("Create", ahead, at=datetime.now(UTC) + timedelta(minutes=10))
+    sim.create("after")
+    pulls: list[str] = []
+    subscriber.federation.on_pull_request = pulls.append
+
+    report = await subscriber.sync(sim)
+    await subscriber.federation.receive_push(partner, _push(sim, 1))
+
+    assert "entry 1 waits" in report.error
+    state = await subscriber.state(sim)
+    assert (state.next_seq, state.checkpoint_size) == (1, 3)
+    assert await subscriber.rejections() == []
+    assert pulls == []  # a pull now would only find it waiting again
+    assert await subscriber.get(ahead["id"]) is None
+    assert await subscriber.get(sim.object_id("after")) is None
+    async with later(subscriber, 600) as moved_on:
+        report = await moved_on.sync(sim)
+        assert (report.error, report.merged_to, report.rejected) == ("", 3, 0)
+        assert await moved_on.get(ahead["id"]) is not None
+        assert await moved_on.get(sim.object_id("after")) is not None
+        assert await moved_on.rejections() == []
+
+
+async def test_a_node_whose_clock_was_set_back_signs_updates_its_partners_accept(
+    subscriber: Subscriber,
+) -> None:
+    """A node publishes an object, then its clock is set back 10 minutes (a fast clock
+    corrected; the fault campaign's skew): its update and delete must not be signed before
+    the object's publication, which every partner rejects for good (rule 6, dates of
+    entries). They are signed at the object's own latest date instead."""
+    node = subscriber.node
+    now = datetime.now(UTC).replace(microsecond=0)
+    (created,) = await node.publish([practice(1)], now=now)
+    draft = {**practice(1), "id": created.id, "summaryMap": {"en": "Later"}}
+    (updated,) = await node.publish([draft], now=now - timedelta(minutes=10))
+    deleted = await node.delete(created.id, now=now - timedelta(minutes=20))
+
+    keys = keyring_from_node_document(await node.refresh())
+    for seq in (updated.seq, deleted.seq):
+        assert seq is not None
+        (leaf,) = await node.store.entries(seq, seq + 1)
+        entry = json.loads(leaf)
+        assert entry["proof"]["created"] == format_timestamp(now)
+        verify_entry(entry, base_url=node.base_url, expected_seq=seq, keys=keys, now=now)

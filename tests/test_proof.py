@@ -13,8 +13,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from exchange.canonical import canonicalize, parse, sha256
-from exchange.errors import InvalidKey, ProofError
-from exchange.keys import KeyPair, PublicKey, key_pair_from_multibase
+from exchange.errors import InvalidKey, NotYetValid, ProofError
+from exchange.keys import NOT_YET_VALID_S, KeyPair, PublicKey, key_pair_from_multibase
 from exchange.proof import (
     create_proof,
     did_key_resolver,
@@ -191,6 +191,28 @@ def test_signature_inside_the_window_is_valid(w3c: dict[str, Any]) -> None:
     pair = vector_key(w3c)
     window = key_with_window(pair, CREATED, CREATED + timedelta(seconds=1))
     assert verify_document(w3c["signed"], lambda _: window, NOW)
+
+
+@pytest.mark.parametrize(
+    ("ahead_s", "error"),
+    [
+        (300, None),  # the tolerance: valid
+        (301, NotYetValid),  # a clock minutes off: valid later, so it waits
+        (300 + NOT_YET_VALID_S, NotYetValid),
+        (301 + NOT_YET_VALID_S, InvalidKey),  # no clock is that wrong: invalid
+    ],
+)
+def test_a_signature_ahead_of_the_clock_is_not_yet_valid_then_invalid(
+    ahead_s: int, error: type[InvalidKey] | None
+) -> None:
+    key = SIGNER.public
+    signed_at = NOW + timedelta(seconds=ahead_s)
+    if error is None:
+        key.check_valid_at(signed_at, NOW, 300)
+        return
+    with pytest.raises(error, match="in the future") as raised:
+        key.check_valid_at(signed_at, NOW, 300)
+    assert isinstance(raised.value, NotYetValid) == (error is NotYetValid)
 
 
 SIGNER = KeyPair("https://node.example/keys/2026-1", bytes(range(32)))

@@ -36,6 +36,7 @@ class Fetcher:
         *,
         signing_keys: Callable[[], Sequence[KeyPair]] | None = None,
         max_response_bytes: int = 64 * 1024 * 1024,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.session = session
         self.key = key
@@ -43,6 +44,8 @@ class Fetcher:
         #: active key first, then its retired unrevoked ones); default: ``key`` alone.
         self.signing_keys = signing_keys
         self.max_response_bytes = max_response_bytes
+        #: The time outbound signatures carry as ``created`` (the node's clock).
+        self.clock = clock or _utc_now
 
     def _keys(self) -> Sequence[KeyPair]:
         if self.signing_keys is not None:
@@ -121,7 +124,7 @@ class Fetcher:
                 headers=headers,
                 body=body,
                 keys=keys,
-                now=datetime.now(UTC),
+                now=self.clock(),
             )
         )
         try:
@@ -146,10 +149,15 @@ async def fetcher(
     signing_keys: Callable[[], Sequence[KeyPair]] | None = None,
     timeout_s: float = 30.0,
     max_connections: int = 16,
+    clock: Callable[[], datetime] | None = None,
 ) -> AsyncIterator[Fetcher]:
     timeout = aiohttp.ClientTimeout(total=timeout_s, sock_read=timeout_s)
     connector = aiohttp.TCPConnector(limit=max_connections)
     async with aiohttp.ClientSession(
         timeout=timeout, connector=connector, headers={"User-Agent": "exchange/0.1"}
     ) as session:
-        yield Fetcher(session, key, signing_keys=signing_keys)
+        yield Fetcher(session, key, signing_keys=signing_keys, clock=clock)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)

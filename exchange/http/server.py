@@ -16,7 +16,6 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -33,6 +32,7 @@ from exchange.errors import (
     InvalidParameter,
     SignatureError,
 )
+from exchange.faults import fault_point
 from exchange.federation import Federation, run_periodically, verifier_pool
 from exchange.http.client import fetcher
 from exchange.http.dashboard import Dashboard
@@ -481,7 +481,7 @@ async def inbox(request: web.Request) -> web.Response:
             headers=headers,
             body=body,
             resolve_key=keys.resolve,
-            now=datetime.now(UTC),
+            now=settings.now(),
             max_clock_skew_s=settings.max_clock_skew_s,
         )
     except InvalidKey as error:
@@ -497,6 +497,7 @@ async def inbox(request: web.Request) -> web.Response:
         await federation.queue_follow_request(partner, activity)
         return web.Response(status=202)
     await federation.handle_activity(partner, activity)
+    fault_point("inbox.after_commit")
     return web.Response(status=202)
 
 
@@ -635,7 +636,10 @@ def create_app(settings: Settings, *, run_background: bool = True) -> web.Applic
         async with (
             open_node(settings) as node,
             fetcher(
-                node.key, signing_keys=node.signing_keys, timeout_s=settings.fetch_timeout_s
+                node.key,
+                signing_keys=node.signing_keys,
+                timeout_s=settings.fetch_timeout_s,
+                clock=settings.now,
             ) as client,
             linked_data_context(app, node, run_background=run_background),
         ):

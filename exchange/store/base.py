@@ -237,11 +237,17 @@ class Store(Protocol):
         ...
 
     async def lease_delivery(
-        self, partner: str, owner: str, now: datetime, until: datetime
+        self,
+        partner: str,
+        owner: str,
+        now: datetime,
+        until: datetime,
+        abandoned: Callable[[str], bool] | None = None,
     ) -> DeliveryState | None:
         """Take the push to ``partner`` for worker ``owner`` until ``until`` and return its
         state, unless another worker holds an unexpired lease (or is taking one): None, as
-        when there is no delivery to that partner. Several workers share one store."""
+        when there is no delivery to that partner. Several workers share one store. A lease
+        whose holder ``abandoned`` names (a worker known to be dead) is taken over."""
         ...
 
 

@@ -22,6 +22,7 @@ import orjson
 from exchange.delivery import DeliveryState
 from exchange.entries import ObjectRecord, purged_rows
 from exchange.errors import StoreError
+from exchange.faults import fault_point
 from exchange.merkle import leaf_hash, perfect_subtrees_completed_by, root
 from exchange.partners import OriginState, Partner, Rejection
 from exchange.query import ObjectQuery, StoredObject, languages, search_text, updated_micros
@@ -566,7 +567,9 @@ class SQLStore(ABC):
         sign_checkpoint: Callable[[int, bytes], str],
     ) -> AppendResult:
         def work(db: Db) -> AppendResult:
-            return _append(db, plan, sign_checkpoint)
+            result = _append(db, plan, sign_checkpoint)
+            fault_point("append.in_transaction")
+            return result
 
         result = await self._erasing(work, lambda done: bool(done.append.redactions))
         if self.on_change is not None and (result.append.objects or result.append.redactions):
@@ -578,7 +581,9 @@ class SQLStore(ABC):
 
         def work(db: Db) -> tuple[MergeWrite, int]:
             write = plan(_MergeView(db))
-            return write, _write_merge(db, write)
+            purged = _write_merge(db, write)
+            fault_point("merge.in_transaction")
+            return write, purged
 
         write, _ = await self._erasing(work, lambda done: done[1] > 0)
         if self.on_change is not None and write.objects:
@@ -861,24 +866,34 @@ class SQLStore(ABC):
         await self._transact(work, serialize=False)
 
     async def lease_delivery(
-        self, partner: str, owner: str, now: datetime, until: datetime
+        self,
+        partner: str,
+        owner: str,
+        now: datetime,
+        until: datetime,
+        abandoned: Callable[[str], bool] | None = None,
     ) -> DeliveryState | None:
         """Take the push to ``partner`` for ``owner`` until ``until``, unless another worker
-        holds an unexpired lease on it (or is taking one this instant: that row is skipped,
-        not waited for). None when it is not ``owner``'s to push now."""
+        holds an unexpired lease on it that ``abandoned`` does not say was abandoned (or is
+        taking one this instant: that row is skipped, not waited for). None when it is not
+        ``owner``'s to push now."""
 
         def work(db: Db) -> DeliveryState | None:
             row = db.execute(
-                f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE partner = ?"
-                " AND (lease_until <= ? OR lease_owner = ?)" + self._skip_locked,
-                (partner, _micros(now), owner),
+                f"SELECT {_DELIVERY_COLUMNS}, lease_owner, lease_until FROM deliveries"
+                " WHERE partner = ?" + self._skip_locked,
+                (partner,),
             ).fetchone()
             if row is None:
+                return None
+            *columns, holder, lease_until = row
+            held = int(lease_until) > _micros(now) and holder != owner
+            if held and (abandoned is None or not abandoned(str(holder))):
                 return None
             db.execute(
                 "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE partner = ?",
                 (owner, _micros(until), partner),
             )
-            return _delivery(row)
+            return _delivery(columns)
 
         return await self._transact(work, serialize=False)
