@@ -36,7 +36,7 @@ bench/backends.py) and ends with a table of every figure per backend and the Pos
 SQLite ratio. On PostgreSQL the logs live in a fresh schema, so they are built in every run:
 signing and appending run at about 550 entries/s on 2 cores, so 1,000,000 entries would take
 half an hour. Its logs are therefore smaller (--postgresql-entries, default 100,000 like
-SQLite's; --postgresql-big-entries, default 250,000), and the big one extends the small
+SQLite's; --postgresql-big-entries, default 200,000), and the big one extends the small
 one in place once that has been measured. The output names the sizes of each backend.
 In the rounds `serve` answers from its page files whatever the backend; the first read of
 every full page builds them from the store, so its rate is where the backends differ most.
@@ -904,7 +904,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--postgresql-big-entries",
         type=int,
-        help="entries in PostgreSQL's big log (250,000; built in every run)",
+        help="entries in PostgreSQL's big log (200,000; built in every run)",
     )
     parser.add_argument("--skip-million", action="store_true", help="skip the big log")
     parser.add_argument(
@@ -925,7 +925,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         ("entries", 100_000, 20_000),
         ("big_entries", 1_000_000, 100_000),
         ("postgresql_entries", 100_000, 20_000),
-        ("postgresql_big_entries", 250_000, 50_000),
+        ("postgresql_big_entries", 200_000, 50_000),
     ):
         if getattr(args, name) is None:
             setattr(args, name, short if quick else full)
