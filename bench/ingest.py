@@ -316,17 +316,7 @@ def _children_peak_rss_mb(exclude: int) -> float:
 
 
 def _reopen(home: Path) -> RunningNode:
-    from exchange.config import load_settings
-
-    node = RunningNode.__new__(RunningNode)
-    settings = load_settings(home, {})
-    node.port = settings.port
-    node.base_url = settings.base_url
-    node.token = ""
-    node.settings = replace(settings, sync_interval_s=3600.0, delivery_interval_s=0.05)
-    node.server = None
-    node.requests = []
-    return node
+    return RunningNode.reopen(home, sync_interval_s=3600.0, delivery_interval_s=0.05)
 
 
 def _peak_rss_mb() -> float:

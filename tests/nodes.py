@@ -261,6 +261,22 @@ class RunningNode:
         self.requests: list[SeenRequest] = []
         self.keep_bodies = keep_bodies
 
+    @classmethod
+    def reopen(cls, home: Path, **changes: Any) -> RunningNode:
+        """The node of an existing home (its settings from its config, with ``changes``),
+        not started; its operator token is not known."""
+        from exchange.config import load_settings
+
+        node = cls.__new__(cls)
+        node.settings = replace(load_settings(home, {}), **changes)
+        node.port = node.settings.port
+        node.base_url = node.settings.base_url
+        node.token = ""
+        node.server = None
+        node.requests = []
+        node.keep_bodies = True
+        return node
+
     def seen(self, path: str, method: str = "GET") -> int:
         """How many ``method`` requests for ``path`` (with its query, if any) reached the node."""
         return sum(1 for r in self.requests if r.method == method and r.path == path)
